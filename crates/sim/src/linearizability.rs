@@ -1,0 +1,1946 @@
+//! Linearizability checking for histories recorded by the simulator.
+//!
+//! A *history* is a list of [`Operation`]s. Each one records the simulated
+//! time at which a client invoked it (`call`), the time at which the client saw
+//! the response (`return_time`), and what it asked for and got back. The
+//! history is *linearizable* with respect to a sequential specification (a
+//! [`Model`]) if every operation can be given a single instant inside its
+//! interval such that running the operations one at a time in that order,
+//! starting from [`Model::init`], reproduces every output the clients
+//! observed. Operation `a` has to come before `b` only when `a` returned
+//! *strictly* before `b` was called; intervals that merely touch are
+//! concurrent.
+//!
+//! An operation whose outcome is unknown (`output == None`, typically a request
+//! that timed out) may have taken effect at any instant after its call, even
+//! after the client gave up on it, or never. It is therefore treated as if it
+//! returned at +infinity, whatever `return_time` says, and the model accepts
+//! any outcome for it.
+//!
+//! # Search
+//!
+//! The checker is a Wing & Gong search with Lowe's memoisation. Every call and
+//! every return becomes an *entry*. Entries are sorted by time (a call sorts
+//! before a return at the same instant) and threaded onto a doubly linked
+//! list. A depth-first search walks the list from the front. A call entry
+//! names an operation that may be linearized next: if the model accepts it in
+//! the current state, the operation's call and return entries are unlinked,
+//! the operation is pushed onto an explicit stack (no recursion, so long
+//! histories cannot overflow the thread stack) and the walk restarts at the
+//! front of the shortened list. Reaching a return entry means that this
+//! operation has to be linearized before anything called after it, and no
+//! candidate in front of it worked. The search then backtracks: it pops the
+//! stack, relinks the two entries (undoing unlinks in reverse order restores
+//! the list exactly) and goes on with the candidate after the one it undid.
+//! The history is linearizable once every operation has been placed.
+//!
+//! The same *configuration* (set of linearized operations plus model state)
+//! can be reached along many paths, and its future does not depend on the
+//! path taken. Every configuration entered is stored in a memo table, so
+//! reaching it again is pruned at once. The set is a bitset whose hash is
+//! maintained incrementally (Zobrist hashing: the XOR of a fixed random word
+//! per member). A lookup therefore costs one hash of the model state and one
+//! table probe, and full bitsets are compared only when the hashes match.
+//!
+//! Operations with unknown outcome would otherwise double the search space
+//! each, because at every point each one can either be linearized or not.
+//! When the model declares them legal in every state
+//! ([`Model::unknown_outcome_always_legal`]), two refinements apply. First,
+//! such operations are tried only after the ordinary candidates. Second, a
+//! configuration `(S + p, s)` is pruned when `(S, s)` has already been
+//! explored without success, because any way to finish the former also
+//! finishes the latter if `p` is added at the very end. Once only such
+//! operations remain, the history is linearizable.
+//!
+//! # Partitioning
+//!
+//! Linearizability is compositional: a history over independent objects is
+//! linearizable exactly when each object's sub-history is. [`check_kv_history`]
+//! therefore splits the history by key and checks every key separately with
+//! [`KvRegisterModel`], which keeps both the histories and the search spaces
+//! small.
+//!
+//! # Results
+//!
+//! The search is exponential in the worst case, so it takes a budget of
+//! search steps and answers [`CheckResult::Unknown`] when the budget runs out.
+//! A violation comes with the longest linearizable prefix the search found
+//! and the operations that could have come next, none of which fit. That is
+//! usually enough to see what went wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// A sequential specification.
+pub trait Model {
+    /// The state of the modelled object.
+    type State: Clone + Eq + Hash + fmt::Debug;
+    /// The request of an operation.
+    type Input: Clone + fmt::Debug;
+    /// The response of an operation.
+    type Output: Clone + fmt::Debug;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// Apply `input` to `state`. `output` is `None` when the operation's
+    /// outcome is unknown (timed out: may or may not have happened); then any
+    /// output is acceptable.
+    ///
+    /// Returns the next state if the `(input, output)` pair is legal in
+    /// `state`.
+    fn step(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+    ) -> Option<Self::State>;
+
+    /// Whether `step(s, input, None)` returns `Some` for *every* state `s`.
+    ///
+    /// Answering `true` lets the checker postpone operations with unknown
+    /// outcome and prune most of the search space they would otherwise add.
+    /// Answering `false` (the default) is always correct, only slower.
+    fn unknown_outcome_always_legal(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+}
+
+/// One operation of a history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation<I, O> {
+    /// The client that issued the operation (informational only).
+    pub client_id: u64,
+    /// What the client asked for.
+    pub input: I,
+    /// When the client invoked the operation.
+    pub call: u64,
+    /// What the client got back, or `None` if the outcome is unknown. Such an
+    /// operation may take effect at any time after `call`, or never.
+    pub output: Option<O>,
+    /// When the client saw the response. `None` means the operation never
+    /// returned (timed out): its return counts as +infinity and its output is
+    /// ignored. A return time earlier than `call` counts as equal to `call`.
+    pub return_time: Option<u64>,
+}
+
+/// The verdict of [`check_operations`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Some order of the operations explains every observed output.
+    Linearizable,
+    /// No order explains the history. All indices refer to the slice given to
+    /// [`check_operations`].
+    NotLinearizable {
+        /// One longest linearizable prefix the search found, in
+        /// linearization order.
+        longest_prefix: Vec<usize>,
+        /// The operation outside the prefix with the earliest return: it had
+        /// to take effect before every operation called after it returned,
+        /// and that was impossible.
+        blocking_op: usize,
+        /// All operations that could have been linearized right after the
+        /// prefix (those called before `blocking_op` returned, including
+        /// `blocking_op`), in call order. None of them leads to a complete
+        /// linearization.
+        candidates: Vec<usize>,
+    },
+    /// The search budget ran out before a verdict was reached.
+    Unknown,
+}
+
+impl CheckResult {
+    /// `true` only for [`CheckResult::Linearizable`].
+    pub fn is_linearizable(&self) -> bool {
+        matches!(self, CheckResult::Linearizable)
+    }
+}
+
+/// Check whether `ops` is linearizable with respect to `model`.
+///
+/// The history is searched as a whole; split it into independent objects
+/// first (as [`check_kv_history`] does) to keep the search small. At most
+/// `max_search_steps` search steps are taken before giving up with
+/// [`CheckResult::Unknown`]. A step is one visit of a list entry, which is
+/// cheap, so budgets in the millions are reasonable.
+#[must_use]
+pub fn check_operations<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    max_search_steps: u64,
+) -> CheckResult {
+    if ops.is_empty() {
+        return CheckResult::Linearizable;
+    }
+    let prepared = Prepared::new(model, ops);
+    match search(model, &prepared, max_search_steps) {
+        SearchOutcome::Linearizable => CheckResult::Linearizable,
+        SearchOutcome::Exhausted => CheckResult::Unknown,
+        SearchOutcome::Violation { deepest } => prepared.violation(&deepest),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Preparation: operations in call order and the sorted entry list.
+// ---------------------------------------------------------------------------
+
+/// Marks the end of the entry list.
+const NIL: usize = usize::MAX;
+/// Index of the list's sentinel head node.
+const HEAD: usize = 0;
+
+/// One operation as the search sees it.
+struct PreparedOp<'a, I, O> {
+    /// Index in the caller's slice.
+    original: usize,
+    input: &'a I,
+    /// `None` if the outcome is unknown.
+    output: Option<&'a O>,
+    /// Unknown outcome, and legal in every state: may be postponed to the end.
+    deferrable: bool,
+}
+
+/// Doubly linked list over entry nodes; node 0 is the head sentinel.
+#[derive(Clone)]
+struct EntryList {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+}
+
+impl EntryList {
+    fn unlink(&mut self, node: usize) {
+        let (prev, next) = (self.prev[node], self.next[node]);
+        self.next[prev] = next;
+        if next != NIL {
+            self.prev[next] = prev;
+        }
+    }
+
+    /// Undo [`EntryList::unlink`]; must be called in reverse unlink order.
+    fn relink(&mut self, node: usize) {
+        let (prev, next) = (self.prev[node], self.next[node]);
+        self.next[prev] = node;
+        if next != NIL {
+            self.prev[next] = node;
+        }
+    }
+}
+
+/// The history in the form the search needs.
+struct Prepared<'a, I, O> {
+    /// Operations in call order; the position is the operation's id.
+    ops: Vec<PreparedOp<'a, I, O>>,
+    /// For each node, the operation whose call or return it is.
+    node_op: Vec<usize>,
+    /// For each node, whether it is a call entry.
+    node_is_call: Vec<bool>,
+    call_node: Vec<usize>,
+    return_node: Vec<usize>,
+    /// The list with every entry linked, in time order.
+    list: EntryList,
+}
+
+impl<'a, I, O> Prepared<'a, I, O> {
+    fn new<M>(model: &M, history: &'a [Operation<I, O>]) -> Self
+    where
+        M: Model<Input = I, Output = O>,
+    {
+        let mut order: Vec<usize> = (0..history.len()).collect();
+        order.sort_by_key(|&i| (history[i].call, i));
+
+        let mut ops = Vec::with_capacity(order.len());
+        // (time, 0 = call / 1 = return, op id); an unknown outcome returns at
+        // +infinity, which `u128::MAX` stands in for.
+        let mut entries: Vec<(u128, u8, usize)> = Vec::with_capacity(2 * order.len());
+        for (id, &original) in order.iter().enumerate() {
+            let op = &history[original];
+            let output = match op.return_time {
+                Some(_) => op.output.as_ref(),
+                None => None,
+            };
+            let return_at = match (output, op.return_time) {
+                (Some(_), Some(t)) => u128::from(t.max(op.call)),
+                _ => u128::MAX,
+            };
+            entries.push((u128::from(op.call), 0, id));
+            entries.push((return_at, 1, id));
+            ops.push(PreparedOp {
+                original,
+                input: &op.input,
+                output,
+                deferrable: output.is_none() && model.unknown_outcome_always_legal(&op.input),
+            });
+        }
+        entries.sort_unstable();
+
+        let nodes = entries.len() + 1;
+        let mut node_op = vec![0; nodes];
+        let mut node_is_call = vec![false; nodes];
+        let mut call_node = vec![0; ops.len()];
+        let mut return_node = vec![0; ops.len()];
+        for (position, &(_, kind, id)) in entries.iter().enumerate() {
+            let node = position + 1;
+            node_op[node] = id;
+            if kind == 0 {
+                node_is_call[node] = true;
+                call_node[id] = node;
+            } else {
+                return_node[id] = node;
+            }
+        }
+        let next = (0..nodes)
+            .map(|node| if node + 1 < nodes { node + 1 } else { NIL })
+            .collect();
+        let prev = (0..nodes)
+            .map(|node| if node == HEAD { NIL } else { node - 1 })
+            .collect();
+
+        Prepared {
+            ops,
+            node_op,
+            node_is_call,
+            call_node,
+            return_node,
+            list: EntryList { next, prev },
+        }
+    }
+
+    /// Build the diagnostic for a failed search from its deepest prefix.
+    fn violation(&self, deepest: &[usize]) -> CheckResult {
+        let mut in_prefix = vec![false; self.ops.len()];
+        for &id in deepest {
+            in_prefix[id] = true;
+        }
+        // The search only fails when some operation cannot be placed, so the
+        // deepest prefix never covers the whole history; 0 is a placeholder
+        // that cannot actually be used.
+        let blocking = (0..self.ops.len())
+            .filter(|&id| !in_prefix[id])
+            .min_by_key(|&id| self.return_node[id])
+            .unwrap_or(0);
+        let deadline = self.return_node[blocking];
+        let candidates = (0..self.ops.len())
+            .filter(|&id| !in_prefix[id] && self.call_node[id] < deadline)
+            .map(|id| self.ops[id].original)
+            .collect();
+        CheckResult::NotLinearizable {
+            longest_prefix: deepest.iter().map(|&id| self.ops[id].original).collect(),
+            blocking_op: self.ops[blocking].original,
+            candidates,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hashing and the memo table.
+// ---------------------------------------------------------------------------
+
+/// A small, fast, non-cryptographic hasher (multiply-rotate, in the style of
+/// the Firefox/rustc hasher). Good enough for memo keys, which are mixed
+/// again before use.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::MULTIPLIER);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        // usize is at most 64 bits on every supported target.
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type FxBuildHasher = BuildHasherDefault<FxHasher>;
+
+/// The SplitMix64 finaliser: a cheap bijection that spreads every input bit
+/// over the whole word.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn hash_of<T: Hash>(value: &T) -> u64 {
+    let mut hasher = FxHasher::default();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Memo key of a configuration, from its set hash and its state hash.
+fn config_hash(set_hash: u64, state_hash: u64) -> u64 {
+    mix64(set_hash ^ mix64(state_hash))
+}
+
+/// The set of linearized operations: a bitset plus its Zobrist hash.
+struct OpSet {
+    bits: Vec<u64>,
+    hash: u64,
+    /// One random word per operation; the set's hash is the XOR over members.
+    zobrist: Vec<u64>,
+}
+
+impl OpSet {
+    fn new(len: usize) -> Self {
+        let zobrist = (0..len as u64)
+            .map(|i| mix64((i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        OpSet {
+            bits: vec![0; len.div_ceil(64)],
+            hash: 0,
+            zobrist,
+        }
+    }
+
+    fn toggle(&mut self, id: usize) {
+        self.bits[id / 64] ^= 1 << (id % 64);
+        self.hash ^= self.zobrist[id];
+    }
+
+    /// Hash of the set with member `id` removed.
+    fn hash_without(&self, id: usize) -> u64 {
+        self.hash ^ self.zobrist[id]
+    }
+}
+
+/// Whether `stored` equals `current`, minus operation `without` if given.
+fn same_set(stored: &[u64], current: &[u64], without: Option<usize>) -> bool {
+    match without {
+        None => stored == current,
+        Some(id) => {
+            let (word, mask) = (id / 64, 1u64 << (id % 64));
+            stored
+                .iter()
+                .zip(current)
+                .enumerate()
+                .all(|(i, (&s, &c))| s == if i == word { c & !mask } else { c })
+        }
+    }
+}
+
+struct MemoEntry<S> {
+    state: S,
+    /// Next entry with the same hash, or `NIL`.
+    next: usize,
+    /// Fully explored without finding a linearization.
+    closed: bool,
+}
+
+/// Every configuration the search has entered. Entries with equal hashes are
+/// chained; bitsets live in one flat array to keep allocations down.
+struct Memo<S> {
+    heads: HashMap<u64, usize, FxBuildHasher>,
+    entries: Vec<MemoEntry<S>>,
+    sets: Vec<u64>,
+    width: usize,
+}
+
+impl<S: Eq> Memo<S> {
+    fn new(width: usize) -> Self {
+        Memo {
+            heads: HashMap::default(),
+            entries: Vec::new(),
+            sets: Vec::new(),
+            width,
+        }
+    }
+
+    fn set_of(&self, idx: usize) -> &[u64] {
+        &self.sets[idx * self.width..(idx + 1) * self.width]
+    }
+
+    /// Find the configuration (`set` minus `without`, `state`), whose key is
+    /// `hash`.
+    fn find(&self, hash: u64, set: &[u64], without: Option<usize>, state: &S) -> Option<usize> {
+        let mut idx = self.heads.get(&hash).copied().unwrap_or(NIL);
+        while idx != NIL {
+            let entry = &self.entries[idx];
+            if entry.state == *state && same_set(self.set_of(idx), set, without) {
+                return Some(idx);
+            }
+            idx = entry.next;
+        }
+        None
+    }
+
+    fn insert(&mut self, hash: u64, set: &[u64], state: S) -> usize {
+        let idx = self.entries.len();
+        let next = self.heads.insert(hash, idx).unwrap_or(NIL);
+        self.entries.push(MemoEntry {
+            state,
+            next,
+            closed: false,
+        });
+        self.sets.extend_from_slice(set);
+        idx
+    }
+
+    fn state(&self, idx: usize) -> &S {
+        &self.entries[idx].state
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The search.
+// ---------------------------------------------------------------------------
+
+/// Which candidates a scan of the list considers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Operations that must be placed: everything but deferrable ones.
+    Required,
+    /// Deferrable operations, tried once the required ones are exhausted.
+    Deferred,
+}
+
+/// One linearized operation on the search stack.
+struct Frame {
+    op: usize,
+    /// The pass in which `op` was chosen, to resume the scan after undoing it.
+    pass: Pass,
+    /// Memo index of the configuration before `op`.
+    parent: usize,
+}
+
+/// Tracks the deepest stack seen, copying only what changed since the last
+/// time (`ops[..common]` always equals the bottom of the current stack).
+#[derive(Default)]
+struct Deepest {
+    ops: Vec<usize>,
+    common: usize,
+}
+
+impl Deepest {
+    fn pushed(&mut self, stack: &[Frame]) {
+        let Some(top) = stack.last() else { return };
+        let depth = stack.len() - 1;
+        if self.common == depth && self.ops.get(depth) == Some(&top.op) {
+            self.common = stack.len();
+        }
+        if stack.len() > self.ops.len() {
+            self.ops.truncate(self.common);
+            self.ops.extend(stack[self.common..].iter().map(|frame| frame.op));
+            self.common = stack.len();
+        }
+    }
+
+    fn popped(&mut self, depth: usize) {
+        self.common = self.common.min(depth);
+    }
+}
+
+enum SearchOutcome {
+    Linearizable,
+    Exhausted,
+    /// Not linearizable; `deepest` is a longest linearizable prefix (op ids).
+    Violation {
+        deepest: Vec<usize>,
+    },
+}
+
+fn search<M: Model>(
+    model: &M,
+    history: &Prepared<'_, M::Input, M::Output>,
+    budget: u64,
+) -> SearchOutcome {
+    let mut list = history.list.clone();
+    let mut set = OpSet::new(history.ops.len());
+    let mut memo = Memo::new(set.bits.len());
+    let mut current = {
+        let init = model.init();
+        let hash = config_hash(set.hash, hash_of(&init));
+        memo.insert(hash, &set.bits, init)
+    };
+    let mut stack: Vec<Frame> = Vec::with_capacity(history.ops.len());
+    // Deferrable operations currently linearized, in stack order.
+    let mut deferred_in_set: Vec<usize> = Vec::new();
+    let deferrable_total = history.ops.iter().filter(|op| op.deferrable).count();
+    let mut required_left = history.ops.len() - deferrable_total;
+    let mut deepest = Deepest::default();
+
+    let mut cursor = list.next[HEAD];
+    let mut pass = Pass::Required;
+    let mut steps: u64 = 0;
+    loop {
+        if required_left == 0 {
+            // Whatever remains can be appended in any order.
+            return SearchOutcome::Linearizable;
+        }
+        if steps >= budget {
+            return SearchOutcome::Exhausted;
+        }
+        steps += 1;
+
+        if cursor != NIL && history.node_is_call[cursor] {
+            let node = cursor;
+            cursor = list.next[node];
+            let id = history.node_op[node];
+            let op = &history.ops[id];
+            if op.deferrable != (pass == Pass::Deferred) {
+                continue;
+            }
+            let Some(next_state) = model.step(memo.state(current), op.input, op.output) else {
+                continue;
+            };
+            set.toggle(id);
+            let state_hash = hash_of(&next_state);
+            let hash = config_hash(set.hash, state_hash);
+            let seen = memo.find(hash, &set.bits, None, &next_state).is_some();
+            if seen
+                || dominated(
+                    &memo,
+                    &set,
+                    deferred_in_set
+                        .iter()
+                        .copied()
+                        .chain(op.deferrable.then_some(id)),
+                    state_hash,
+                    &next_state,
+                )
+            {
+                set.toggle(id);
+                continue;
+            }
+            let idx = memo.insert(hash, &set.bits, next_state);
+            stack.push(Frame {
+                op: id,
+                pass,
+                parent: current,
+            });
+            current = idx;
+            list.unlink(history.call_node[id]);
+            list.unlink(history.return_node[id]);
+            if op.deferrable {
+                deferred_in_set.push(id);
+            } else {
+                required_left -= 1;
+            }
+            deepest.pushed(&stack);
+            cursor = list.next[HEAD];
+            pass = Pass::Required;
+        } else if pass == Pass::Required && deferred_in_set.len() < deferrable_total {
+            // Every required candidate failed; now try the postponed ones.
+            pass = Pass::Deferred;
+            cursor = list.next[HEAD];
+        } else {
+            // Nothing in front of this return entry works: backtrack.
+            let Some(frame) = stack.pop() else {
+                return SearchOutcome::Violation {
+                    deepest: deepest.ops,
+                };
+            };
+            memo.entries[current].closed = true;
+            current = frame.parent;
+            set.toggle(frame.op);
+            list.relink(history.return_node[frame.op]);
+            list.relink(history.call_node[frame.op]);
+            if history.ops[frame.op].deferrable {
+                deferred_in_set.pop();
+            } else {
+                required_left += 1;
+            }
+            deepest.popped(stack.len());
+            cursor = list.next[history.call_node[frame.op]];
+            pass = frame.pass;
+        }
+    }
+}
+
+/// Whether the configuration (`set`, `state`) is dominated by an explored one:
+/// removing some deferrable member `p` gives a configuration that was fully
+/// explored without success. Any completion of ours would complete that one
+/// too, with `p` appended at the end, so ours cannot succeed either.
+fn dominated<S: Eq>(
+    memo: &Memo<S>,
+    set: &OpSet,
+    deferred_members: impl Iterator<Item = usize>,
+    state_hash: u64,
+    state: &S,
+) -> bool {
+    deferred_members.into_iter().any(|id| {
+        let hash = config_hash(set.hash_without(id), state_hash);
+        memo.find(hash, &set.bits, Some(id), state)
+            .is_some_and(|idx| memo.entries[idx].closed)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The key-value register model used by the simulator's workload.
+// ---------------------------------------------------------------------------
+
+/// A request of the simulator's key-value workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvInput {
+    /// Unconditionally set `key` to `value`.
+    Put {
+        /// The key written.
+        key: u64,
+        /// The value written.
+        value: u64,
+    },
+    /// Read `key`.
+    Get {
+        /// The key read.
+        key: u64,
+    },
+    /// Set `key` to `new` if it currently holds `expected`.
+    Cas {
+        /// The key compared and maybe written.
+        key: u64,
+        /// The value the key must hold for the swap to happen.
+        expected: u64,
+        /// The value written if the swap happens.
+        new: u64,
+    },
+}
+
+impl KvInput {
+    /// The key the request addresses.
+    pub fn key(&self) -> u64 {
+        match *self {
+            KvInput::Put { key, .. } | KvInput::Get { key } | KvInput::Cas { key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for KvInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KvInput::Put { key, value } => write!(f, "put(key {key}, {value})"),
+            KvInput::Get { key } => write!(f, "get(key {key})"),
+            KvInput::Cas { key, expected, new } => {
+                write!(f, "cas(key {key}, {expected} -> {new})")
+            }
+        }
+    }
+}
+
+/// A response of the simulator's key-value workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvOutput {
+    /// The put was applied.
+    Put,
+    /// The value read, `None` if the key was absent.
+    Get(Option<u64>),
+    /// Whether the swap happened.
+    Cas(bool),
+}
+
+impl fmt::Display for KvOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KvOutput::Put => f.write_str("ok"),
+            KvOutput::Get(value) => f.write_str(&describe_value(value)),
+            KvOutput::Cas(swapped) => write!(f, "{swapped}"),
+        }
+    }
+}
+
+fn describe_value(value: Option<u64>) -> String {
+    value.map_or_else(|| "absent".to_owned(), |v| v.to_string())
+}
+
+/// Why [`KvRegisterModel`] rejects an operation in a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KvRejection {
+    /// The output is of the wrong kind for the input (e.g. a get that returned
+    /// a CAS result).
+    WrongOutputKind,
+    /// A get returned something other than the register's value.
+    ReadMismatch,
+    /// A CAS claimed success but the register did not hold `expected`.
+    SwapWithoutMatch,
+    /// A CAS claimed failure but the register held `expected`.
+    NoSwapDespiteMatch,
+}
+
+/// One key of the key-value store as a read/write/compare-and-swap register.
+/// The state is the key's value, `None` when absent. A CAS on an absent key
+/// never succeeds.
+///
+/// The model ignores the key inside [`KvInput`]: feed it the sub-history of a
+/// single key (as [`check_kv_history`] does).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvRegisterModel;
+
+impl KvRegisterModel {
+    fn apply(
+        state: Option<u64>,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Result<Option<u64>, KvRejection> {
+        match (*input, output) {
+            (KvInput::Put { value, .. }, None | Some(KvOutput::Put)) => Ok(Some(value)),
+            (KvInput::Get { .. }, None) => Ok(state),
+            (KvInput::Get { .. }, Some(&KvOutput::Get(read))) => {
+                if read == state {
+                    Ok(state)
+                } else {
+                    Err(KvRejection::ReadMismatch)
+                }
+            }
+            (KvInput::Cas { expected, new, .. }, output) => {
+                let matches = state == Some(expected);
+                match (output, matches) {
+                    (None | Some(KvOutput::Cas(true)), true) => Ok(Some(new)),
+                    (None | Some(KvOutput::Cas(false)), false) => Ok(state),
+                    (Some(KvOutput::Cas(true)), false) => Err(KvRejection::SwapWithoutMatch),
+                    (Some(KvOutput::Cas(false)), true) => Err(KvRejection::NoSwapDespiteMatch),
+                    (Some(_), _) => Err(KvRejection::WrongOutputKind),
+                }
+            }
+            (KvInput::Put { .. } | KvInput::Get { .. }, Some(_)) => {
+                Err(KvRejection::WrongOutputKind)
+            }
+        }
+    }
+}
+
+impl Model for KvRegisterModel {
+    type State = Option<u64>;
+    type Input = KvInput;
+    type Output = KvOutput;
+
+    fn init(&self) -> Option<u64> {
+        None
+    }
+
+    fn step(
+        &self,
+        state: &Option<u64>,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Option<Option<u64>> {
+        Self::apply(*state, input, output).ok()
+    }
+
+    fn unknown_outcome_always_legal(&self, _input: &KvInput) -> bool {
+        true
+    }
+}
+
+/// One operation of a key-value history, as quoted in a [`KvCheckReport`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvOpRecord {
+    /// Index in the history given to [`check_kv_history`].
+    pub index: usize,
+    /// The client that issued it.
+    pub client_id: u64,
+    /// When it was invoked.
+    pub call: u64,
+    /// When it returned, `None` if it never did.
+    pub return_time: Option<u64>,
+    /// The request.
+    pub input: KvInput,
+    /// The response, `None` if unknown.
+    pub output: Option<KvOutput>,
+}
+
+impl KvOpRecord {
+    fn new(index: usize, op: &Operation<KvInput, KvOutput>) -> Self {
+        KvOpRecord {
+            index,
+            client_id: op.client_id,
+            call: op.call,
+            return_time: op.return_time,
+            input: op.input,
+            output: op.output,
+        }
+    }
+
+    /// The output as the checker sees it (`None` if it never returned).
+    fn known_output(&self) -> Option<KvOutput> {
+        self.return_time.and(self.output)
+    }
+}
+
+impl fmt::Display for KvOpRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op #{} client {} [{}, ", self.index, self.client_id, self.call)?;
+        match self.return_time {
+            Some(t) => write!(f, "{t}]")?,
+            None => f.write_str("never returned]")?,
+        }
+        write!(f, " {} -> ", self.input)?;
+        match self.known_output() {
+            Some(output) => write!(f, "{output}"),
+            None => f.write_str("outcome unknown"),
+        }
+    }
+}
+
+/// What went wrong on one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvFailureKind {
+    /// The key's history is not linearizable.
+    NotLinearizable {
+        /// Indices (into the full history) of one longest linearizable prefix
+        /// of the key's history, in linearization order.
+        longest_prefix: Vec<usize>,
+        /// The last few operations of that prefix, for display.
+        prefix_tail: Vec<KvOpRecord>,
+        /// The key's value after the prefix.
+        state_after_prefix: Option<u64>,
+        /// The operation outside the prefix that returned first: it had to
+        /// take effect before everything called after it returned.
+        blocking_op: KvOpRecord,
+        /// Every operation that could have come right after the prefix
+        /// (including `blocking_op`); none of them leads anywhere.
+        candidates: Vec<KvOpRecord>,
+    },
+    /// The search budget ran out: no verdict.
+    Unknown {
+        /// The budget that was exhausted.
+        budget: u64,
+    },
+}
+
+/// The result of checking one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvKeyFailure {
+    /// The key.
+    pub key: u64,
+    /// How many operations on the key were checked.
+    pub ops_on_key: usize,
+    /// What went wrong.
+    pub kind: KvFailureKind,
+}
+
+/// The verdict of [`check_kv_history`]; its `Display` explains failures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvCheckReport {
+    /// Number of distinct keys checked.
+    pub keys_checked: usize,
+    /// Number of operations checked.
+    pub ops_checked: usize,
+    /// Reads with unknown outcome, which carry no information and were
+    /// dropped.
+    pub ops_dropped: usize,
+    /// Keys that are not linearizable or could not be decided, by key.
+    pub failures: Vec<KvKeyFailure>,
+}
+
+impl KvCheckReport {
+    /// `true` if every key was proven linearizable.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// `true` if some key was proven not linearizable.
+    pub fn has_violation(&self) -> bool {
+        self.failures
+            .iter()
+            .any(|f| matches!(f.kind, KvFailureKind::NotLinearizable { .. }))
+    }
+
+    /// `true` if the budget ran out on some key.
+    pub fn has_unknown(&self) -> bool {
+        self.failures
+            .iter()
+            .any(|f| matches!(f.kind, KvFailureKind::Unknown { .. }))
+    }
+}
+
+/// How many operations of the longest prefix a report quotes.
+const PREFIX_TAIL: usize = 5;
+
+/// Check a key-value history for linearizability, key by key.
+///
+/// Reads whose outcome is unknown are dropped first, since they carry no
+/// information. Each key's operations are then checked independently with
+/// [`KvRegisterModel`], with at most `max_search_steps_per_key` steps each.
+#[must_use]
+pub fn check_kv_history(
+    ops: &[Operation<KvInput, KvOutput>],
+    max_search_steps_per_key: u64,
+) -> KvCheckReport {
+    let mut by_key: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut ops_dropped = 0;
+    for (index, op) in ops.iter().enumerate() {
+        let unknown = op.output.is_none() || op.return_time.is_none();
+        if unknown && matches!(op.input, KvInput::Get { .. }) {
+            ops_dropped += 1;
+        } else {
+            by_key.entry(op.input.key()).or_default().push(index);
+        }
+    }
+
+    let mut failures = Vec::new();
+    for (&key, indices) in &by_key {
+        let sub: Vec<_> = indices.iter().map(|&i| ops[i].clone()).collect();
+        let kind = match check_operations(&KvRegisterModel, &sub, max_search_steps_per_key) {
+            CheckResult::Linearizable => continue,
+            CheckResult::Unknown => KvFailureKind::Unknown {
+                budget: max_search_steps_per_key,
+            },
+            CheckResult::NotLinearizable {
+                longest_prefix,
+                blocking_op,
+                candidates,
+            } => {
+                let record = |local: usize| KvOpRecord::new(indices[local], &sub[local]);
+                let state_after_prefix = longest_prefix.iter().fold(None, |state, &local| {
+                    let op = &sub[local];
+                    let output = op.return_time.and(op.output.as_ref());
+                    KvRegisterModel::apply(state, &op.input, output).unwrap_or(state)
+                });
+                let tail_start = longest_prefix.len().saturating_sub(PREFIX_TAIL);
+                KvFailureKind::NotLinearizable {
+                    prefix_tail: longest_prefix[tail_start..]
+                        .iter()
+                        .map(|&l| record(l))
+                        .collect(),
+                    longest_prefix: longest_prefix.iter().map(|&l| indices[l]).collect(),
+                    state_after_prefix,
+                    blocking_op: record(blocking_op),
+                    candidates: candidates.iter().map(|&l| record(l)).collect(),
+                }
+            }
+        };
+        failures.push(KvKeyFailure {
+            key,
+            ops_on_key: sub.len(),
+            kind,
+        });
+    }
+
+    KvCheckReport {
+        keys_checked: by_key.len(),
+        ops_checked: ops.len() - ops_dropped,
+        ops_dropped,
+        failures,
+    }
+}
+
+impl fmt::Display for KvCheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let summary = format!(
+            "{} keys, {} operations checked ({} reads with unknown outcome ignored)",
+            self.keys_checked, self.ops_checked, self.ops_dropped
+        );
+        if self.is_ok() {
+            return write!(f, "linearizable: {summary}");
+        }
+        let violations = self
+            .failures
+            .iter()
+            .filter(|k| matches!(k.kind, KvFailureKind::NotLinearizable { .. }))
+            .count();
+        writeln!(
+            f,
+            "linearizability check FAILED: {violations} key(s) not linearizable, {} key(s) \
+             undecided; {summary}",
+            self.failures.len() - violations
+        )?;
+        for failure in &self.failures {
+            write!(f, "{failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for KvKeyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = self.key;
+        match &self.kind {
+            KvFailureKind::Unknown { budget } => writeln!(
+                f,
+                "key {key}: UNDECIDED: the search budget of {budget} steps ran out on {} \
+                 operations (no violation found so far; raise the budget to get a verdict)",
+                self.ops_on_key
+            ),
+            KvFailureKind::NotLinearizable {
+                longest_prefix,
+                prefix_tail,
+                state_after_prefix,
+                blocking_op,
+                candidates,
+            } => {
+                writeln!(
+                    f,
+                    "key {key}: NOT LINEARIZABLE ({} operations on this key)",
+                    self.ops_on_key
+                )?;
+                let state = describe_value(*state_after_prefix);
+                writeln!(
+                    f,
+                    "  at most {} of them can be put in a valid order; after one such prefix \
+                     the key's value is {state}.",
+                    longest_prefix.len()
+                )?;
+                if !prefix_tail.is_empty() {
+                    writeln!(f, "  the prefix ends with (in linearization order):")?;
+                    for op in prefix_tail {
+                        writeln!(f, "    {op}")?;
+                    }
+                }
+                let deadline = match blocking_op.return_time.filter(|_| {
+                    blocking_op.known_output().is_some()
+                }) {
+                    Some(t) => t.to_string(),
+                    None => "infinity".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "  next, {blocking_op} must take effect before anything called after \
+                     {deadline}, but none of the operations that could go next fits:"
+                )?;
+                for op in candidates {
+                    let why = match KvRegisterModel::apply(
+                        *state_after_prefix,
+                        &op.input,
+                        op.known_output().as_ref(),
+                    ) {
+                        Ok(_) => "legal here, but every continuation after it fails".to_owned(),
+                        Err(KvRejection::WrongOutputKind) => {
+                            "the output does not match the kind of request".to_owned()
+                        }
+                        Err(KvRejection::ReadMismatch) => {
+                            format!("it read a value other than {state}")
+                        }
+                        Err(KvRejection::SwapWithoutMatch) => {
+                            format!("it claims to have swapped, but the value is {state}")
+                        }
+                        Err(KvRejection::NoSwapDespiteMatch) => {
+                            format!("it claims to have failed, but the value is {state}")
+                        }
+                    };
+                    writeln!(f, "    {op}: {why}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    type KvOp = Operation<KvInput, KvOutput>;
+
+    const BUDGET: u64 = 50_000_000;
+
+    fn put(client_id: u64, key: u64, value: u64, call: u64, ret: u64) -> KvOp {
+        Operation {
+            client_id,
+            input: KvInput::Put { key, value },
+            call,
+            output: Some(KvOutput::Put),
+            return_time: Some(ret),
+        }
+    }
+
+    fn get(client_id: u64, key: u64, read: Option<u64>, call: u64, ret: u64) -> KvOp {
+        Operation {
+            client_id,
+            input: KvInput::Get { key },
+            call,
+            output: Some(KvOutput::Get(read)),
+            return_time: Some(ret),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cas(
+        client_id: u64,
+        key: u64,
+        expected: u64,
+        new: u64,
+        swapped: bool,
+        call: u64,
+        ret: u64,
+    ) -> KvOp {
+        Operation {
+            client_id,
+            input: KvInput::Cas { key, expected, new },
+            call,
+            output: Some(KvOutput::Cas(swapped)),
+            return_time: Some(ret),
+        }
+    }
+
+    fn timed_out(client_id: u64, input: KvInput, call: u64) -> KvOp {
+        Operation {
+            client_id,
+            input,
+            call,
+            output: None,
+            return_time: None,
+        }
+    }
+
+    fn single_key(ops: &[KvOp]) -> CheckResult {
+        check_operations(&KvRegisterModel, ops, BUDGET)
+    }
+
+    /// A naive checker: every read (and every successful CAS) saw a value
+    /// that some operation which started before it returned wrote, or the
+    /// initial value.
+    fn naive_accepts(ops: &[KvOp]) -> bool {
+        let wrote = |writer: &KvOp, key: u64, value: u64, before: u64| {
+            let writes = match (writer.input, writer.output) {
+                (KvInput::Put { key: k, value: v }, _) => k == key && v == value,
+                (KvInput::Cas { key: k, new, .. }, Some(KvOutput::Cas(true)) | None) => {
+                    k == key && new == value
+                }
+                _ => false,
+            };
+            writes && writer.call < before
+        };
+        ops.iter().enumerate().all(|(i, op)| {
+            let Some(ret) = op.return_time else {
+                return true;
+            };
+            let observed = match (op.input, op.output) {
+                (KvInput::Get { key }, Some(KvOutput::Get(Some(v)))) => Some((key, v)),
+                (KvInput::Cas { key, expected, .. }, Some(KvOutput::Cas(true))) => {
+                    Some((key, expected))
+                }
+                _ => None,
+            };
+            observed.is_none_or(|(key, value)| {
+                ops.iter()
+                    .enumerate()
+                    .any(|(j, w)| j != i && wrote(w, key, value, ret))
+            })
+        })
+    }
+
+    fn assert_not_linearizable(ops: &[KvOp]) {
+        let result = single_key(ops);
+        assert!(
+            matches!(result, CheckResult::NotLinearizable { .. }),
+            "expected a violation, got {result:?}"
+        );
+    }
+
+    // --- 1. linearizable histories are accepted -------------------------
+
+    #[test]
+    fn sequential_history_is_accepted() {
+        let ops = vec![
+            get(0, 1, None, 0, 1),
+            put(0, 1, 5, 2, 3),
+            get(1, 1, Some(5), 4, 5),
+            cas(1, 1, 5, 6, true, 6, 7),
+            cas(0, 1, 5, 7, false, 8, 9),
+            get(0, 1, Some(6), 10, 11),
+        ];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        assert!(check_kv_history(&ops, BUDGET).is_ok());
+    }
+
+    #[test]
+    fn concurrent_histories_are_accepted() {
+        // A read overlapping a write may see either value.
+        for read in [None, Some(1)] {
+            let ops = vec![put(0, 1, 1, 0, 10), get(1, 1, read, 5, 15)];
+            assert_eq!(single_key(&ops), CheckResult::Linearizable, "read {read:?}");
+        }
+        // Two overlapping writes may land in either order, and reads that
+        // overlap both may even disagree in time order with the call order.
+        let ops = vec![
+            put(0, 1, 1, 0, 20),
+            put(1, 1, 2, 5, 25),
+            get(2, 1, Some(1), 21, 30),
+            get(3, 1, Some(2), 10, 15),
+        ];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        // Of two racing CASes from the same value, exactly one wins.
+        let ops = vec![
+            put(0, 1, 0, 0, 1),
+            cas(1, 1, 0, 10, false, 2, 20),
+            cas(2, 1, 0, 20, true, 3, 18),
+            get(3, 1, Some(20), 21, 22),
+        ];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn touching_intervals_are_concurrent() {
+        // The read is called at the instant the put returns: either order.
+        let ops = vec![put(0, 1, 1, 0, 10), get(1, 1, None, 10, 20)];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        // One tick later the put must come first.
+        let ops = vec![put(0, 1, 1, 0, 10), get(1, 1, None, 11, 20)];
+        assert_not_linearizable(&ops);
+    }
+
+    // --- 2. violations a naive checker misses ---------------------------
+
+    #[test]
+    fn stale_read_is_rejected() {
+        let ops = vec![put(0, 1, 1, 0, 10), get(1, 1, None, 20, 30)];
+        assert!(naive_accepts(&ops));
+        assert_not_linearizable(&ops);
+    }
+
+    #[test]
+    fn new_then_old_reads_are_rejected() {
+        let ops = vec![
+            put(0, 1, 1, 0, 10),
+            put(0, 1, 2, 20, 30),
+            get(1, 1, Some(2), 40, 50),
+            get(2, 1, Some(1), 60, 70),
+        ];
+        assert!(naive_accepts(&ops));
+        assert_not_linearizable(&ops);
+    }
+
+    #[test]
+    fn cas_on_overwritten_value_is_rejected() {
+        let ops = vec![
+            put(0, 1, 1, 0, 10),
+            put(0, 1, 2, 20, 30),
+            cas(1, 1, 1, 3, true, 40, 50),
+        ];
+        assert!(naive_accepts(&ops));
+        assert_not_linearizable(&ops);
+    }
+
+    #[test]
+    fn two_winning_cas_from_same_value_are_rejected() {
+        let ops = vec![
+            put(0, 1, 0, 0, 10),
+            cas(1, 1, 0, 1, true, 20, 40),
+            cas(2, 1, 0, 2, true, 25, 35),
+        ];
+        assert!(naive_accepts(&ops));
+        assert_not_linearizable(&ops);
+    }
+
+    #[test]
+    fn diagnostic_points_at_the_culprit() {
+        let ops = vec![
+            put(0, 1, 1, 0, 10),
+            put(0, 1, 2, 20, 30),
+            get(1, 1, Some(2), 40, 50),
+            get(2, 1, Some(1), 60, 70),
+        ];
+        let CheckResult::NotLinearizable {
+            longest_prefix,
+            blocking_op,
+            candidates,
+        } = single_key(&ops)
+        else {
+            panic!("expected a violation");
+        };
+        assert_eq!(longest_prefix, vec![0, 1, 2]);
+        assert_eq!(blocking_op, 3);
+        assert_eq!(candidates, vec![3]);
+
+        let report = check_kv_history(&ops, BUDGET);
+        let text = report.to_string();
+        assert!(text.contains("NOT LINEARIZABLE"), "{text}");
+        assert!(
+            text.contains("op #3 client 2 [60, 70] get(key 1) -> 1: it read a value other than 2"),
+            "{text}"
+        );
+    }
+
+    // --- 3. unknown outcomes --------------------------------------------
+
+    #[test]
+    fn timed_out_put_that_is_read_later_is_accepted() {
+        let ops = vec![
+            timed_out(0, KvInput::Put { key: 1, value: 5 }, 0),
+            get(1, 1, None, 10, 20),
+            get(1, 1, Some(5), 1_000, 1_010),
+            get(2, 1, Some(5), 2_000, 2_010),
+        ];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        assert!(check_kv_history(&ops, BUDGET).is_ok());
+    }
+
+    #[test]
+    fn timed_out_put_never_observed_is_accepted() {
+        let ops = vec![
+            put(0, 1, 1, 0, 10),
+            timed_out(1, KvInput::Put { key: 1, value: 5 }, 20),
+            timed_out(1, KvInput::Cas { key: 1, expected: 1, new: 7 }, 30),
+            get(2, 1, Some(1), 40, 50),
+            put(0, 1, 2, 60, 70),
+            get(2, 1, Some(2), 80, 90),
+        ];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        // Same with the generic path (no deferral).
+        assert_eq!(
+            check_operations(&NoDeferral(KvRegisterModel), &ops, BUDGET),
+            CheckResult::Linearizable
+        );
+    }
+
+    #[test]
+    fn unknown_outcome_with_return_time_is_treated_as_pending() {
+        // The client saw an ambiguous error at 10, yet the write landed later.
+        let mut ambiguous = put(0, 1, 5, 0, 10);
+        ambiguous.output = None;
+        let ops = vec![ambiguous, get(1, 1, None, 20, 30), get(1, 1, Some(5), 40, 50)];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn read_of_never_written_value_is_rejected() {
+        let ops = vec![
+            timed_out(0, KvInput::Put { key: 1, value: 5 }, 0),
+            put(1, 1, 6, 5, 15),
+            get(2, 1, Some(42), 20, 30),
+        ];
+        assert_not_linearizable(&ops);
+        let report = check_kv_history(&ops, BUDGET);
+        assert!(report.has_violation() && !report.has_unknown(), "{report}");
+    }
+
+    #[test]
+    fn timed_out_put_cannot_be_read_before_its_call() {
+        let ops = vec![
+            get(1, 1, Some(5), 0, 10),
+            timed_out(0, KvInput::Put { key: 1, value: 5 }, 20),
+        ];
+        assert_not_linearizable(&ops);
+    }
+
+    #[test]
+    fn unknown_reads_are_dropped() {
+        let mut unknown_read = get(1, 1, None, 0, 10);
+        unknown_read.output = None;
+        let ops = vec![
+            unknown_read,
+            timed_out(2, KvInput::Get { key: 1 }, 5),
+            put(0, 1, 1, 0, 10),
+        ];
+        let report = check_kv_history(&ops, BUDGET);
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.ops_dropped, 2);
+        assert_eq!(report.ops_checked, 1);
+    }
+
+    // --- 4. per-key partitioning ----------------------------------------
+
+    #[test]
+    fn violation_is_reported_against_its_key_only() {
+        let ops = vec![
+            put(0, 1, 1, 0, 10),
+            put(0, 2, 1, 0, 10),
+            get(1, 1, Some(1), 20, 30),
+            // Key 2: a stale read.
+            get(1, 2, None, 20, 30),
+            put(2, 3, 9, 5, 50),
+            get(0, 3, Some(9), 55, 60),
+        ];
+        let report = check_kv_history(&ops, BUDGET);
+        assert!(!report.is_ok());
+        assert_eq!(report.keys_checked, 3);
+        assert_eq!(report.failures.len(), 1, "{report}");
+        let failure = &report.failures[0];
+        assert_eq!(failure.key, 2);
+        assert_eq!(failure.ops_on_key, 2);
+        let KvFailureKind::NotLinearizable {
+            longest_prefix,
+            blocking_op,
+            candidates,
+            ..
+        } = &failure.kind
+        else {
+            panic!("expected a violation, got {failure:?}");
+        };
+        assert_eq!(longest_prefix, &vec![1]);
+        assert_eq!(blocking_op.index, 3);
+        assert!(candidates.iter().all(|op| op.input.key() == 2));
+        let text = report.to_string();
+        assert!(text.contains("key 2: NOT LINEARIZABLE"), "{text}");
+        assert!(!text.contains("key 1:") && !text.contains("key 3:"), "{text}");
+    }
+
+    // --- 5. a large generated history -----------------------------------
+
+    /// SplitMix64, deterministic and dependency-free.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            mix64(self.0)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn percent(&mut self, p: u64) -> bool {
+            self.below(100) < p
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Fate {
+        Known,
+        /// Returned with an ambiguous error.
+        Ambiguous,
+        /// Never returned.
+        TimedOut,
+    }
+
+    struct Planned {
+        client_id: u64,
+        input: KvInput,
+        call: u64,
+        ret: u64,
+        /// The instant the store executes it (if `applied`).
+        at: u64,
+        fate: Fate,
+        applied: bool,
+    }
+
+    /// Simulate `clients` clients running `n_ops` operations against a
+    /// linearizable store: each operation executes atomically at a random
+    /// instant inside its interval (or, with unknown outcome, maybe later or
+    /// never), and outputs come from executing them in that order.
+    fn generate_history(seed: u64, n_ops: usize, clients: usize, keys: u64) -> Vec<KvOp> {
+        let mut rng = Rng(seed);
+        let mut free_at = vec![0u64; clients];
+        let mut fresh = 1u64;
+        let mut last_written = vec![0u64; keys as usize];
+        let mut plan = Vec::with_capacity(n_ops);
+        for _ in 0..n_ops {
+            let client = (0..clients).min_by_key(|&c| (free_at[c], c)).unwrap_or(0);
+            let call = free_at[client] + rng.below(5);
+            let duration = 1 + rng.below(30);
+            let ret = call + duration;
+            let key = rng.below(keys);
+            let input = match rng.below(10) {
+                0..=3 => KvInput::Get { key },
+                4..=7 => {
+                    fresh += 1;
+                    KvInput::Put { key, value: fresh }
+                }
+                _ => {
+                    fresh += 1;
+                    let expected = if rng.percent(70) {
+                        last_written[key as usize]
+                    } else {
+                        rng.below(fresh)
+                    };
+                    KvInput::Cas {
+                        key,
+                        expected,
+                        new: fresh,
+                    }
+                }
+            };
+            if let KvInput::Put { value: v, .. } | KvInput::Cas { new: v, .. } = input {
+                last_written[key as usize] = v;
+            }
+            let fate = match rng.below(100) {
+                0 => Fate::TimedOut,
+                1 => Fate::Ambiguous,
+                _ => Fate::Known,
+            };
+            let at = match fate {
+                Fate::TimedOut | Fate::Ambiguous => call + rng.below(3 * duration + 1),
+                Fate::Known => call + rng.below(duration + 1),
+            };
+            let applied = fate == Fate::Known || rng.percent(50);
+            free_at[client] = ret + 1 + rng.below(3);
+            plan.push(Planned {
+                client_id: client as u64,
+                input,
+                call,
+                ret,
+                at,
+                fate,
+                applied,
+            });
+        }
+
+        let mut order: Vec<usize> = (0..plan.len()).collect();
+        order.sort_by_key(|&i| (plan[i].at, i));
+        let mut store = vec![None; keys as usize];
+        let mut outputs = vec![None; plan.len()];
+        for i in order {
+            let p = &plan[i];
+            if !p.applied {
+                continue;
+            }
+            let slot = &mut store[p.input.key() as usize];
+            outputs[i] = Some(match p.input {
+                KvInput::Put { value, .. } => {
+                    *slot = Some(value);
+                    KvOutput::Put
+                }
+                KvInput::Get { .. } => KvOutput::Get(*slot),
+                KvInput::Cas { expected, new, .. } => {
+                    let swap = *slot == Some(expected);
+                    if swap {
+                        *slot = Some(new);
+                    }
+                    KvOutput::Cas(swap)
+                }
+            });
+        }
+
+        plan.iter()
+            .zip(outputs)
+            .map(|(p, output)| Operation {
+                client_id: p.client_id,
+                input: p.input,
+                call: p.call,
+                output: if p.fate == Fate::Known { output } else { None },
+                return_time: if p.fate == Fate::TimedOut {
+                    None
+                } else {
+                    Some(p.ret)
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_generated_history() {
+        let mut ops = generate_history(0x5eed, 10_000, 5, 10);
+        let unknown = ops.iter().filter(|op| op.output.is_none()).count();
+        let swapped = ops
+            .iter()
+            .filter(|op| op.output == Some(KvOutput::Cas(true)))
+            .count();
+        assert!(unknown > 50 && swapped > 50, "{unknown} unknown, {swapped} swaps");
+
+        let started = Instant::now();
+        let report = check_kv_history(&ops, BUDGET);
+        eprintln!(
+            "10,000-op linearizable history: {:?} ({unknown} unknown outcomes)",
+            started.elapsed()
+        );
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.keys_checked, 10);
+
+        // Corrupt one read in the middle of the history.
+        let victim = (ops.len() / 2..ops.len())
+            .find(|&i| {
+                matches!(ops[i].input, KvInput::Get { .. })
+                    && matches!(ops[i].output, Some(KvOutput::Get(Some(_))))
+            })
+            .unwrap_or(0);
+        assert!(victim > 0);
+        ops[victim].output = Some(KvOutput::Get(Some(u64::MAX)));
+
+        let started = Instant::now();
+        let report = check_kv_history(&ops, BUDGET);
+        eprintln!("10,000-op corrupted history: {:?}", started.elapsed());
+        assert!(report.has_violation(), "{report}");
+        assert!(!report.has_unknown(), "{report}");
+        assert_eq!(report.failures.len(), 1, "{report}");
+        let failure = &report.failures[0];
+        assert_eq!(failure.key, ops[victim].input.key());
+        let KvFailureKind::NotLinearizable { candidates, .. } = &failure.kind else {
+            panic!("expected a violation: {report}");
+        };
+        assert!(
+            candidates.iter().any(|op| op.index == victim),
+            "op #{victim} should be named: {report}"
+        );
+    }
+
+    // --- 6. budget exhaustion -------------------------------------------
+
+    #[test]
+    fn exhausted_budget_is_unknown() {
+        let ops = generate_history(7, 200, 5, 1);
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        assert_eq!(
+            check_operations(&KvRegisterModel, &ops, 10),
+            CheckResult::Unknown
+        );
+
+        let report = check_kv_history(&ops, 10);
+        assert!(!report.is_ok());
+        assert!(report.has_unknown() && !report.has_violation(), "{report}");
+        let text = report.to_string();
+        assert!(text.contains("key 0: UNDECIDED"), "{text}");
+        assert!(!text.contains("NOT LINEARIZABLE"), "{text}");
+    }
+
+    // --- cross-checks ---------------------------------------------------
+
+    /// The register model without the deferral hint, to exercise the plain
+    /// search path.
+    struct NoDeferral<M>(M);
+
+    impl<M: Model> Model for NoDeferral<M> {
+        type State = M::State;
+        type Input = M::Input;
+        type Output = M::Output;
+
+        fn init(&self) -> M::State {
+            self.0.init()
+        }
+
+        fn step(
+            &self,
+            state: &M::State,
+            input: &M::Input,
+            output: Option<&M::Output>,
+        ) -> Option<M::State> {
+            self.0.step(state, input, output)
+        }
+    }
+
+    /// Try every order that respects real time (exponential; tiny inputs).
+    fn brute_force(ops: &[KvOp]) -> bool {
+        fn effective_return(op: &KvOp) -> u64 {
+            match (op.return_time, op.output) {
+                (Some(t), Some(_)) => t.max(op.call),
+                _ => u64::MAX,
+            }
+        }
+
+        fn extend(ops: &[KvOp], placed: &mut Vec<bool>, state: Option<u64>) -> bool {
+            if placed.iter().all(|&p| p) {
+                return true;
+            }
+            for i in 0..ops.len() {
+                if placed[i] {
+                    continue;
+                }
+                let must_wait = (0..ops.len())
+                    .any(|j| !placed[j] && j != i && effective_return(&ops[j]) < ops[i].call);
+                if must_wait {
+                    continue;
+                }
+                let output = ops[i].return_time.and(ops[i].output.as_ref());
+                let Some(next) = KvRegisterModel.step(&state, &ops[i].input, output) else {
+                    continue;
+                };
+                placed[i] = true;
+                let ok = extend(ops, placed, next);
+                placed[i] = false;
+                if ok {
+                    return true;
+                }
+            }
+            false
+        }
+
+        extend(ops, &mut vec![false; ops.len()], None)
+    }
+
+    fn random_small_history(rng: &mut Rng) -> Vec<KvOp> {
+        let n = 1 + rng.below(7) as usize;
+        (0..n)
+            .map(|i| {
+                let call = rng.below(20);
+                let ret = call + rng.below(10);
+                let input = match rng.below(3) {
+                    0 => KvInput::Get { key: 0 },
+                    1 => KvInput::Put {
+                        key: 0,
+                        value: rng.below(3),
+                    },
+                    _ => KvInput::Cas {
+                        key: 0,
+                        expected: rng.below(3),
+                        new: rng.below(3),
+                    },
+                };
+                let output = match input {
+                    KvInput::Get { .. } => match rng.below(4) {
+                        0 => None,
+                        v => Some(KvOutput::Get(Some(v - 1)).filter_absent(v == 3)),
+                    },
+                    KvInput::Put { .. } => Some(KvOutput::Put),
+                    KvInput::Cas { .. } => Some(KvOutput::Cas(rng.percent(50))),
+                };
+                let (output, return_time) = match rng.below(6) {
+                    0 => (None, None),
+                    1 => (None, Some(ret)),
+                    _ => (output, Some(ret)),
+                };
+                Operation {
+                    client_id: i as u64,
+                    input,
+                    call,
+                    output,
+                    return_time,
+                }
+            })
+            .collect()
+    }
+
+    trait FilterAbsent {
+        fn filter_absent(self, absent: bool) -> Self;
+    }
+
+    impl FilterAbsent for KvOutput {
+        /// Turn a read into a read of an absent key.
+        fn filter_absent(self, absent: bool) -> Self {
+            if absent { KvOutput::Get(None) } else { self }
+        }
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_small_histories() {
+        let mut rng = Rng(42);
+        let (mut accepted, mut rejected) = (0, 0);
+        for round in 0..3_000 {
+            let ops = random_small_history(&mut rng);
+            let expected = brute_force(&ops);
+            let fast = check_operations(&KvRegisterModel, &ops, BUDGET);
+            let plain = check_operations(&NoDeferral(KvRegisterModel), &ops, BUDGET);
+            assert_eq!(fast.is_linearizable(), expected, "round {round}: {ops:#?}");
+            assert_eq!(plain.is_linearizable(), expected, "round {round}: {ops:#?}");
+            assert!(!matches!(fast, CheckResult::Unknown));
+            assert!(!matches!(plain, CheckResult::Unknown));
+            if expected {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        assert!(accepted > 300 && rejected > 300, "{accepted} / {rejected}");
+    }
+
+    #[test]
+    fn many_unobserved_timeouts_stay_cheap() {
+        // Twenty writes that may or may not have happened, then a violation:
+        // without pruning the search would visit ~2^20 subsets.
+        let mut ops: Vec<KvOp> = (0..20)
+            .map(|i| timed_out(i, KvInput::Put { key: 0, value: 100 + i }, i))
+            .collect();
+        ops.push(put(30, 0, 1, 30, 40));
+        ops.push(get(31, 0, Some(1), 50, 60));
+        ops.push(get(31, 0, Some(2), 70, 80));
+        assert_eq!(
+            check_operations(&KvRegisterModel, &ops, 200_000),
+            CheckResult::NotLinearizable {
+                longest_prefix: vec![20, 21],
+                blocking_op: 22,
+                candidates: (0..20).chain([22]).collect(),
+            }
+        );
+    }
+
+    // --- a different model ----------------------------------------------
+
+    /// A FIFO queue, to show the checker is not tied to registers.
+    struct Queue;
+
+    #[derive(Clone, Debug)]
+    enum QueueOp {
+        Push(u64),
+        Pop,
+    }
+
+    impl Model for Queue {
+        type State = std::collections::VecDeque<u64>;
+        type Input = QueueOp;
+        type Output = Option<u64>;
+
+        fn init(&self) -> Self::State {
+            Self::State::new()
+        }
+
+        fn step(
+            &self,
+            state: &Self::State,
+            input: &QueueOp,
+            output: Option<&Option<u64>>,
+        ) -> Option<Self::State> {
+            let mut next = state.clone();
+            match input {
+                QueueOp::Push(v) => next.push_back(*v),
+                QueueOp::Pop => {
+                    let popped = next.pop_front();
+                    if output.is_some_and(|o| *o != popped) {
+                        return None;
+                    }
+                }
+            }
+            Some(next)
+        }
+    }
+
+    fn queue_op(input: QueueOp, output: Option<u64>, call: u64, ret: u64) -> Operation<QueueOp, Option<u64>> {
+        Operation {
+            client_id: 0,
+            input,
+            call,
+            output: Some(output),
+            return_time: Some(ret),
+        }
+    }
+
+    #[test]
+    fn works_with_other_models() {
+        let concurrent_pushes = vec![
+            queue_op(QueueOp::Push(1), None, 0, 10),
+            queue_op(QueueOp::Push(2), None, 0, 10),
+            queue_op(QueueOp::Pop, Some(2), 20, 30),
+            queue_op(QueueOp::Pop, Some(1), 40, 50),
+        ];
+        assert!(check_operations(&Queue, &concurrent_pushes, BUDGET).is_linearizable());
+        let sequential_pushes = vec![
+            queue_op(QueueOp::Push(1), None, 0, 10),
+            queue_op(QueueOp::Push(2), None, 11, 20),
+            queue_op(QueueOp::Pop, Some(2), 21, 30),
+            queue_op(QueueOp::Pop, Some(1), 31, 40),
+        ];
+        assert!(matches!(
+            check_operations(&Queue, &sequential_pushes, BUDGET),
+            CheckResult::NotLinearizable { blocking_op: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn malformed_intervals_do_not_panic() {
+        // A return before the call counts as returning at the call.
+        let ops = vec![put(0, 1, 1, 10, 5), get(1, 1, Some(1), 11, 12)];
+        assert_eq!(single_key(&ops), CheckResult::Linearizable);
+        assert_eq!(check_operations(&KvRegisterModel, &[], 0), CheckResult::Linearizable);
+    }
+}
