@@ -942,14 +942,12 @@ impl RaftNode {
         if self.log.term(prev_index) == Some(prev_term) {
             // Validate before touching the log: contiguous indexes, terms that never
             // go backwards and never exceed the leader's.
-            let mut expect = prev_index + 1;
             let mut last_term = prev_term;
-            for e in &entries {
+            for (expect, e) in (prev_index + 1..).zip(entries.iter()) {
                 if e.index != expect || e.term < last_term || e.term > self.term {
                     self.counters.dropped_unexpected += 1;
                     return;
                 }
-                expect += 1;
                 last_term = e.term;
             }
             let last_new = prev_index + entries.len() as u64;
@@ -1250,8 +1248,17 @@ impl RaftNode {
         let leader_last = self.log.last_index();
         if let Some(pr) = self.progress.get_mut(&from) {
             pr.read_seq_acked = pr.read_seq_acked.max(read_seq);
-            if pr.state == ProgressState::Probe && last_index < leader_last {
+            // A probe may have been lost: probe again while the follower is
+            // shorter or not yet known to match our log. (The length alone is not
+            // enough: a follower as long as us but conflicting was never re-probed.)
+            if pr.state == ProgressState::Probe && (last_index < leader_last || pr.match_index < leader_last) {
                 pr.probe_sent = false;
+                // Resume from the follower's end: a progress created with
+                // next = last + 1 (a catching-up new member) has nothing "new" to
+                // send on an idle group and would otherwise never be probed.
+                if last_index < pr.next_index {
+                    pr.next_index = (last_index + 1).max(pr.match_index + 1);
+                }
             }
         }
         self.release_read_batches();
@@ -1304,7 +1311,7 @@ impl RaftNode {
     }
 
     fn maybe_commit(&mut self) {
-        let m = self.membership().clone();
+        let m = &self.memberships[self.memberships.len() - 1].membership;
         let me = self.cfg.id;
         let persisted = self.log.persisted;
         let progress = &self.progress;
@@ -1325,11 +1332,10 @@ impl RaftNode {
 
     fn on_commit_advanced(&mut self) {
         let commit = self.log.commit;
-        let (last_index, last) = {
-            let last = &self.memberships[self.memberships.len() - 1];
-            (last.index, last.membership.clone())
-        };
-        if last_index <= commit && last_index > 0 {
+        let last_index = self.memberships[self.memberships.len() - 1].index;
+        let change_open = self.membership().is_joint() || self.change_final_index.is_some();
+        if last_index <= commit && last_index > 0 && change_open {
+            let last = self.membership().clone();
             if last.is_joint() {
                 // C_old,new committed: move on to C_new.
                 let mut stable = last.clone();
@@ -1358,7 +1364,9 @@ impl RaftNode {
             .voters
             .iter()
             .filter(|id| **id != self.cfg.id && !current.voters.contains(id))
-            .all(|id| self.progress.get(id).is_some_and(|p| p.match_index + margin >= last));
+            // `match_index == 0` means the new voter never acknowledged anything
+            // (unreachable, or not started): it has not caught up, whatever the margin.
+            .all(|id| self.progress.get(id).is_some_and(|p| p.match_index > 0 && p.match_index + margin >= last));
         if !caught_up {
             return;
         }
@@ -1517,11 +1525,11 @@ impl RaftNode {
     }
 
     fn release_read_batches(&mut self) {
-        let m = self.membership().clone();
         let me = self.cfg.id;
         while let Some(b) = self.reads.batches.front() {
             let seq = b.seq;
             let progress = &self.progress;
+            let m = &self.memberships[self.memberships.len() - 1].membership;
             let ok = m.has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.read_seq_acked >= seq));
             if !ok {
                 break;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use rhea_sim::{SimOptions, run_seed};
+use rhea_sim::{SimOptions, SimStats, run_seed};
 
 #[derive(Parser, Debug)]
 #[command(name = "rhea-sim", about = "Deterministic simulation of rhea-raft under faults")]
@@ -21,7 +21,7 @@ struct Args {
     #[arg(long, default_value = "0..100", value_parser = parse_range)]
     seeds: Range<u64>,
     /// Events processed in the chaos phase of each run.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 200_000)]
     steps: u64,
     /// Print a trace of the run (use with a single seed).
     #[arg(long)]
@@ -54,10 +54,12 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
     let started = Instant::now();
     let (mut passed, mut failed) = (0u64, 0u64);
+    let mut total = SimStats::default();
     for seed in args.seeds.clone() {
         let t = Instant::now();
         let report = run_seed(SimOptions { seed, steps: args.steps, verbose: args.verbose });
         let s = &report.stats;
+        total.add(s);
         match &report.result {
             Ok(()) => {
                 passed += 1;
@@ -87,7 +89,26 @@ fn main() -> ExitCode {
             }
         }
     }
-    eprintln!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "elapsed: {:.1}s; totals: {} events, {} sim ticks, {} ops ok ({} lease reads of which {} on the lease fast path, {} follower reads, {} reads through the log), {} ops with unknown outcome, {} messages sent ({} dropped), {} crashes, {} leader changes, {} transfers started, {} membership changes, {} snapshots taken, {} installed",
+        started.elapsed().as_secs_f64(),
+        total.events,
+        total.sim_time_ticks,
+        total.ops_ok,
+        total.lease_reads,
+        total.lease_fast_path,
+        total.follower_reads,
+        total.log_reads,
+        total.ops_unknown,
+        total.messages_sent,
+        total.messages_dropped,
+        total.crashes,
+        total.leader_changes,
+        total.transfers_started,
+        total.membership_changes_done,
+        total.snapshots_taken,
+        total.snapshots_installed
+    );
     println!("seeds: {passed} passed, {failed} failed");
     if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -63,6 +63,8 @@ pub struct SimStats {
     pub ops_ok: u64,
     pub ops_unknown: u64,
     pub lease_reads: u64,
+    /// Lease reads the leader answered without a heartbeat round.
+    pub lease_fast_path: u64,
     pub follower_reads: u64,
     pub log_reads: u64,
     pub sim_time_ticks: u64,
@@ -91,6 +93,27 @@ struct Scheduled {
     time: u64,
     seq: u64,
     ev: Ev,
+}
+
+impl SimStats {
+    pub fn add(&mut self, o: &SimStats) {
+        self.events += o.events;
+        self.messages_sent += o.messages_sent;
+        self.messages_dropped += o.messages_dropped;
+        self.crashes += o.crashes;
+        self.leader_changes += o.leader_changes;
+        self.membership_changes_done += o.membership_changes_done;
+        self.transfers_started += o.transfers_started;
+        self.snapshots_taken += o.snapshots_taken;
+        self.snapshots_installed += o.snapshots_installed;
+        self.ops_ok += o.ops_ok;
+        self.ops_unknown += o.ops_unknown;
+        self.lease_reads += o.lease_reads;
+        self.lease_fast_path += o.lease_fast_path;
+        self.follower_reads += o.follower_reads;
+        self.log_reads += o.log_reads;
+        self.sim_time_ticks += o.sim_time_ticks;
+    }
 }
 
 impl PartialEq for Scheduled {
@@ -223,6 +246,8 @@ struct Knobs {
     nemesis_every_ticks: u64,
     max_append_entries: usize,
     max_inflight_appends: usize,
+    /// Election priorities for the initial voters (SOFAJRaft electionPriority).
+    priorities: bool,
 }
 
 pub struct Sim {
@@ -272,6 +297,7 @@ impl Sim {
             nemesis_every_ticks: rng.range(3, 40),
             max_append_entries: [1, 2, 16][rng.range(0, 3) as usize],
             max_inflight_appends: [1, 4, 64][rng.range(0, 3) as usize],
+            priorities: rng.chance(1, 3),
         };
         let mut sim = Sim {
             opts,
@@ -360,7 +386,12 @@ impl Sim {
         let cfg = self.config(id, inc);
         let bootstrap = if first {
             if id <= INITIAL_VOTERS {
-                Bootstrap::NewGroup { membership: Membership::new(1..=INITIAL_VOTERS) }
+                let mut membership = Membership::new(1..=INITIAL_VOTERS);
+                if self.knobs.priorities {
+                    // Node 1 should usually lead; 3 may lead only after decay.
+                    membership.priorities = [(1, 100), (2, 40), (3, 10)].into();
+                }
+                Bootstrap::NewGroup { membership }
             } else {
                 Bootstrap::Join
             }
@@ -787,6 +818,9 @@ impl Sim {
             let rid = node.next_read_id;
             let mode = if op.path == ReadPath::Lease { ReadMode::LeaseBased } else { ReadMode::Safe };
             let Some(raft) = node.raft.as_mut() else { return Ok(()) };
+            if mode == ReadMode::LeaseBased && raft.lease_valid() {
+                self.stats.lease_fast_path += 1;
+            }
             match raft.read_index_with(rid, mode) {
                 Ok(()) => {
                     node.reads.insert(rid, (client, op.seq, key));
