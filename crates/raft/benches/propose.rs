@@ -38,10 +38,27 @@ impl Cluster {
             let mut cfg = Config::new(id, 1);
             cfg.seed = id;
             cfg.max_uncommitted_entries = 1 << 20;
-            nodes.push(RaftNode::new(cfg, Bootstrap::NewGroup { membership: Membership::new([1, 2, 3]) }).expect("valid config"));
+            nodes.push(
+                RaftNode::new(
+                    cfg,
+                    Bootstrap::NewGroup {
+                        membership: Membership::new([1, 2, 3]),
+                    },
+                )
+                .expect("valid config"),
+            );
         }
-        let stores = (0..3).map(|_| MemStore { entries: Vec::new() }).collect();
-        let mut c = Cluster { nodes, stores, inbox: VecDeque::new(), leader: usize::MAX };
+        let stores = (0..3)
+            .map(|_| MemStore {
+                entries: Vec::new(),
+            })
+            .collect();
+        let mut c = Cluster {
+            nodes,
+            stores,
+            inbox: VecDeque::new(),
+            leader: usize::MAX,
+        };
         // Tick until someone leads and has committed its first entry.
         for _ in 0..1000 {
             for i in 0..3 {
@@ -120,7 +137,9 @@ fn run(clients: usize, secs: f64) -> (u64, Duration) {
     loop {
         let leader = c.leader;
         for _ in 0..idle {
-            c.nodes[leader].propose(payload.clone()).expect("leader accepts proposals");
+            c.nodes[leader]
+                .propose(payload.clone())
+                .expect("leader accepts proposals");
         }
         idle = 0;
         let mut completed = 0usize;
@@ -149,7 +168,10 @@ fn main() {
                 i += 1;
             }
             "--clients" if i + 1 < args.len() => {
-                clients = args[i + 1].split(',').map(|s| s.parse().expect("--clients takes numbers")).collect();
+                clients = args[i + 1]
+                    .split(',')
+                    .map(|s| s.parse().expect("--clients takes numbers"))
+                    .collect();
                 i += 1;
             }
             _ => {}
@@ -160,6 +182,11 @@ fn main() {
     println!("{:>8} {:>14} {:>10}", "clients", "proposals/s", "seconds");
     for n in clients {
         let (done, took) = run(n, secs);
-        println!("{:>8} {:>14.0} {:>10.2}", n, done as f64 / took.as_secs_f64(), took.as_secs_f64());
+        println!(
+            "{:>8} {:>14.0} {:>10.2}",
+            n,
+            done as f64 / took.as_secs_f64(),
+            took.as_secs_f64()
+        );
     }
 }

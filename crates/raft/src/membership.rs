@@ -64,7 +64,10 @@ impl Membership {
     }
 
     pub fn priority(&self, id: NodeId) -> i32 {
-        self.priorities.get(&id).copied().unwrap_or(PRIORITY_DISABLED)
+        self.priorities
+            .get(&id)
+            .copied()
+            .unwrap_or(PRIORITY_DISABLED)
     }
 
     /// The highest priority among the voters of C_new (SOFAJRaft `getMaxPriorityOfNodes`).

@@ -160,7 +160,10 @@ impl RaftNode {
                     index: 1,
                     payload: EntryPayload::Membership(membership.clone()),
                 });
-                memberships.push(MembershipAt { index: 1, membership });
+                memberships.push(MembershipAt {
+                    index: 1,
+                    membership,
+                });
                 term = 1;
                 log
             }
@@ -347,7 +350,9 @@ impl RaftNode {
             return false;
         }
         let start = self.lease_start();
-        start > self.lease_floor && start >= self.leader_since && self.now < start + self.cfg.lease_ticks()
+        start > self.lease_floor
+            && start >= self.leader_since
+            && self.now < start + self.cfg.lease_ticks()
     }
 
     // ----- Inputs -----------------------------------------------------------
@@ -428,7 +433,12 @@ impl RaftNode {
             });
         }
         // Read rounds older than an election timeout fail.
-        while self.reads.batches.front().is_some_and(|b| self.now >= b.started + et) {
+        while self
+            .reads
+            .batches
+            .front()
+            .is_some_and(|b| self.now >= b.started + et)
+        {
             if let Some(b) = self.reads.batches.pop_front() {
                 self.fail_origins(b.origins, ReadIndexFailure::Timeout);
             }
@@ -438,9 +448,13 @@ impl RaftNode {
         let now = self.now;
         let ids: Vec<NodeId> = self.progress.keys().copied().collect();
         for id in ids {
-            let Some(pr) = self.progress.get_mut(&id) else { continue };
+            let Some(pr) = self.progress.get_mut(&id) else {
+                continue;
+            };
             match pr.state {
-                ProgressState::Replicate if !pr.inflights.is_empty() && now >= pr.inflight_since + stall => {
+                ProgressState::Replicate
+                    if !pr.inflights.is_empty() && now >= pr.inflight_since + stall =>
+                {
                     pr.become_probe();
                 }
                 ProgressState::Probe if pr.probe_sent && now >= pr.last_response_tick + stall => {
@@ -462,7 +476,9 @@ impl RaftNode {
     /// Propose application data. Returns the index the entry will have if it commits.
     pub fn propose(&mut self, data: Bytes) -> Result<Index, ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
         }
         if self.transfer.is_some() {
             return Err(ProposeError::Transferring);
@@ -487,7 +503,11 @@ impl RaftNode {
     }
 
     /// Like [`RaftNode::read_index`] with an explicit mode for this request.
-    pub fn read_index_with(&mut self, request_id: ReadRequestId, mode: ReadMode) -> Result<(), ReadError> {
+    pub fn read_index_with(
+        &mut self,
+        request_id: ReadRequestId,
+        mode: ReadMode,
+    ) -> Result<(), ReadError> {
         let pending = self.reads.pending();
         if pending >= self.cfg.max_pending_reads {
             return Err(ReadError::Backpressure { pending });
@@ -509,7 +529,9 @@ impl RaftNode {
             }
             _ => {
                 if self.leader == NO_NODE {
-                    return Err(ReadError::NotLeader { leader_hint: NO_NODE });
+                    return Err(ReadError::NotLeader {
+                        leader_hint: NO_NODE,
+                    });
                 }
                 self.reads.follower_unsent.push(request_id);
                 Ok(())
@@ -537,13 +559,19 @@ impl RaftNode {
                 self.log.applied
             )));
         }
-        if self.snapshot.as_ref().is_some_and(|s| s.meta.last_index >= index) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta.last_index >= index)
+        {
             return Err(AdminError::Invalid(format!(
                 "snapshot at {index} is not newer than the current one"
             )));
         }
         let Some(term) = self.log.term(index) else {
-            return Err(AdminError::Invalid(format!("index {index} is not in the log")));
+            return Err(AdminError::Invalid(format!(
+                "index {index} is not in the log"
+            )));
         };
         let membership = self.membership_at(index);
         self.snapshot = Some(Snapshot {
@@ -591,7 +619,9 @@ impl RaftNode {
     ) -> Result<(), AdminError> {
         self.admin_precheck()?;
         if voters.is_empty() {
-            return Err(AdminError::Invalid("the new configuration has no voters".into()));
+            return Err(AdminError::Invalid(
+                "the new configuration has no voters".into(),
+            ));
         }
         if voters.contains(&NO_NODE) || learners.contains(&NO_NODE) {
             return Err(AdminError::Invalid("node id 0 is reserved".into()));
@@ -611,10 +641,15 @@ impl RaftNode {
         let next = self.log.last_index() + 1;
         for id in target.all_members() {
             if id != self.cfg.id {
-                self.progress.entry(id).or_insert_with(|| Progress::new(next, now));
+                self.progress
+                    .entry(id)
+                    .or_insert_with(|| Progress::new(next, now));
             }
         }
-        self.catch_up = Some(CatchUp { target, started: now });
+        self.catch_up = Some(CatchUp {
+            target,
+            started: now,
+        });
         self.maybe_finish_catch_up();
         Ok(())
     }
@@ -669,7 +704,9 @@ impl RaftNode {
 
     fn admin_precheck(&self) -> Result<(), AdminError> {
         if self.role != Role::Leader {
-            return Err(AdminError::NotLeader { leader_hint: self.leader });
+            return Err(AdminError::NotLeader {
+                leader_hint: self.leader,
+            });
         }
         if self.transfer.is_some() {
             return Err(AdminError::Transferring);
@@ -687,7 +724,9 @@ impl RaftNode {
     /// longest log (`ANY_PEER`).
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), AdminError> {
         if self.role != Role::Leader {
-            return Err(AdminError::NotLeader { leader_hint: self.leader });
+            return Err(AdminError::NotLeader {
+                leader_hint: self.leader,
+            });
         }
         if self.transfer.is_some() {
             return Err(AdminError::Transferring);
@@ -734,7 +773,9 @@ impl RaftNode {
     /// new term; whoever is elected writes the forced configuration to the log.
     pub fn force_reset_membership(&mut self, voters: BTreeSet<NodeId>) -> Result<(), AdminError> {
         if voters.is_empty() || voters.contains(&NO_NODE) {
-            return Err(AdminError::Invalid("voters must be non-empty and not contain 0".into()));
+            return Err(AdminError::Invalid(
+                "voters must be non-empty and not contain 0".into(),
+            ));
         }
         let mut m = self.membership().clone();
         m.voters = voters;
@@ -764,7 +805,10 @@ impl RaftNode {
             return;
         }
         match &m.body {
-            MessageBody::PreVote { last_log_index, last_log_term } => {
+            MessageBody::PreVote {
+                last_log_index,
+                last_log_term,
+            } => {
                 self.handle_pre_vote(m.from, m.term, *last_log_index, *last_log_term);
                 return;
             }
@@ -775,7 +819,9 @@ impl RaftNode {
             _ => {}
         }
         if m.term > self.term {
-            if let MessageBody::RequestVote { leader_transfer, .. } = &m.body
+            if let MessageBody::RequestVote {
+                leader_transfer, ..
+            } = &m.body
                 && !*leader_transfer
                 && self.in_leader_lease()
             {
@@ -796,13 +842,19 @@ impl RaftNode {
             match m.body {
                 // Tell a stale leader (or pre-candidate) about the newer term so it
                 // steps down instead of staying stuck.
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
-                    self.send(m.from, MessageBody::AppendEntriesResponse {
-                        success: false,
-                        index: 0,
-                        reject_hint: None,
-                        send_tick: 0,
-                    }, false);
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
+                    self.send(
+                        m.from,
+                        MessageBody::AppendEntriesResponse {
+                            success: false,
+                            index: 0,
+                            reject_hint: None,
+                            send_tick: 0,
+                        },
+                        false,
+                    );
                 }
                 MessageBody::PreVoteResponse { granted: false } => {}
                 _ => {}
@@ -813,7 +865,9 @@ impl RaftNode {
         if self.role == Role::Leader
             && matches!(
                 m.body,
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. }
+                MessageBody::AppendEntries { .. }
+                    | MessageBody::Heartbeat { .. }
+                    | MessageBody::InstallSnapshot { .. }
             )
         {
             // Two leaders in one term would break election safety: refuse loudly.
@@ -822,44 +876,94 @@ impl RaftNode {
         }
         match m.body {
             MessageBody::PreVote { .. } => {}
-            MessageBody::PreVoteResponse { granted } => self.handle_pre_vote_response(m.from, m.term, granted),
-            MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
-                self.handle_request_vote(m.from, last_log_index, last_log_term)
+            MessageBody::PreVoteResponse { granted } => {
+                self.handle_pre_vote_response(m.from, m.term, granted)
             }
-            MessageBody::RequestVoteResponse { granted } => self.handle_vote_response(m.from, granted),
-            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, send_tick } => {
-                self.handle_append(m.from, prev_log_index, prev_log_term, entries, leader_commit, send_tick)
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+                ..
+            } => self.handle_request_vote(m.from, last_log_index, last_log_term),
+            MessageBody::RequestVoteResponse { granted } => {
+                self.handle_vote_response(m.from, granted)
             }
-            MessageBody::AppendEntriesResponse { success, index, reject_hint, send_tick } => {
-                self.handle_append_response(m.from, success, index, reject_hint, send_tick)
-            }
-            MessageBody::Heartbeat { leader_commit, read_seq, send_tick } => {
-                self.handle_heartbeat(m.from, leader_commit, read_seq, send_tick)
-            }
-            MessageBody::HeartbeatResponse { read_seq, send_tick, last_index } => {
-                self.handle_heartbeat_response(m.from, read_seq, send_tick, last_index)
-            }
-            MessageBody::InstallSnapshot { meta, offset, total_bytes, data, send_tick } => {
-                self.handle_install_snapshot(m.from, meta, offset, total_bytes, data, send_tick)
-            }
-            MessageBody::InstallSnapshotResponse { last_index, last_term, next_offset, rejected, send_tick } => {
-                self.handle_snapshot_response(m.from, last_index, last_term, next_offset, rejected, send_tick)
-            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                send_tick,
+            } => self.handle_append(
+                m.from,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                send_tick,
+            ),
+            MessageBody::AppendEntriesResponse {
+                success,
+                index,
+                reject_hint,
+                send_tick,
+            } => self.handle_append_response(m.from, success, index, reject_hint, send_tick),
+            MessageBody::Heartbeat {
+                leader_commit,
+                read_seq,
+                send_tick,
+            } => self.handle_heartbeat(m.from, leader_commit, read_seq, send_tick),
+            MessageBody::HeartbeatResponse {
+                read_seq,
+                send_tick,
+                last_index,
+            } => self.handle_heartbeat_response(m.from, read_seq, send_tick, last_index),
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                total_bytes,
+                data,
+                send_tick,
+            } => self.handle_install_snapshot(m.from, meta, offset, total_bytes, data, send_tick),
+            MessageBody::InstallSnapshotResponse {
+                last_index,
+                last_term,
+                next_offset,
+                rejected,
+                send_tick,
+            } => self.handle_snapshot_response(
+                m.from,
+                last_index,
+                last_term,
+                next_offset,
+                rejected,
+                send_tick,
+            ),
             MessageBody::TimeoutNow => self.handle_timeout_now(m.from),
-            MessageBody::ReadIndexRequest { batch_id } => self.handle_read_index_request(m.from, batch_id),
-            MessageBody::ReadIndexResponse { batch_id, result } => self.handle_read_index_response(batch_id, result),
+            MessageBody::ReadIndexRequest { batch_id } => {
+                self.handle_read_index_request(m.from, batch_id)
+            }
+            MessageBody::ReadIndexResponse { batch_id, result } => {
+                self.handle_read_index_response(batch_id, result)
+            }
         }
     }
 
     fn in_leader_lease(&self) -> bool {
         match self.role {
-            Role::Leader => self.now <= self.lease_start().max(self.leader_since) + self.cfg.election_timeout_ticks,
+            Role::Leader => {
+                self.now
+                    <= self.lease_start().max(self.leader_since) + self.cfg.election_timeout_ticks
+            }
             _ => self.now < self.last_leader_contact + self.cfg.election_timeout_ticks,
         }
     }
 
     fn handle_pre_vote(&mut self, from: NodeId, term: Term, last_index: Index, last_term: Term) {
-        let granted = self.membership().is_voter(from)
+        // A candidate we do not list may be a voter of a configuration we have not
+        // received yet (we lag behind); when its log is strictly ahead of ours, our
+        // stale view must not veto it: the election may need our vote.
+        let ahead = (last_term, last_index) > (self.log.last_term(), self.log.last_index());
+        let granted = (self.membership().is_voter(from) || ahead)
             && term > self.term
             && !self.in_leader_lease()
             && self.log.is_up_to_date(last_index, last_term);
@@ -877,7 +981,14 @@ impl RaftNode {
     }
 
     fn handle_pre_vote_response(&mut self, from: NodeId, term: Term, granted: bool) {
-        if self.role != Role::PreCandidate || term != self.term + 1 {
+        // A grant names the term we would campaign in; a refusal carries the
+        // voter's own term, at most that one.
+        let for_this_round = if granted {
+            term == self.term + 1
+        } else {
+            term <= self.term + 1
+        };
+        if self.role != Role::PreCandidate || !for_this_round {
             if !granted && term > self.term {
                 self.become_follower(term, NO_NODE);
             }
@@ -910,7 +1021,8 @@ impl RaftNode {
     }
 
     fn handle_request_vote(&mut self, from: NodeId, last_index: Index, last_term: Term) {
-        let can_vote = (self.voted_for == NO_NODE && self.leader == NO_NODE) || self.voted_for == from;
+        let can_vote =
+            (self.voted_for == NO_NODE && self.leader == NO_NODE) || self.voted_for == from;
         let granted = can_vote && self.log.is_up_to_date(last_index, last_term);
         if granted {
             self.voted_for = from;
@@ -931,12 +1043,16 @@ impl RaftNode {
         self.heard_from_leader(from);
         if prev_index < self.log.commit {
             // Everything up to our commit already matches the leader.
-            self.send(from, MessageBody::AppendEntriesResponse {
-                success: true,
-                index: self.log.commit,
-                reject_hint: None,
-                send_tick,
-            }, true);
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    success: true,
+                    index: self.log.commit,
+                    reject_hint: None,
+                    send_tick,
+                },
+                true,
+            );
             return;
         }
         if self.log.term(prev_index) == Some(prev_term) {
@@ -969,7 +1085,10 @@ impl RaftNode {
                 .iter()
                 .filter(|e| e.index > old_last)
                 .filter_map(|e| match &e.payload {
-                    EntryPayload::Membership(m) => Some(MembershipAt { index: e.index, membership: m.clone() }),
+                    EntryPayload::Membership(m) => Some(MembershipAt {
+                        index: e.index,
+                        membership: m.clone(),
+                    }),
                     _ => None,
                 })
                 .collect();
@@ -982,26 +1101,36 @@ impl RaftNode {
             if commit > self.log.commit {
                 self.log.commit = commit;
             }
-            self.send(from, MessageBody::AppendEntriesResponse {
-                success: true,
-                index: last_new,
-                reject_hint: None,
-                send_tick,
-            }, true);
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    success: true,
+                    index: last_new,
+                    reject_hint: None,
+                    send_tick,
+                },
+                true,
+            );
         } else {
             let hint = self.log.conflict_hint(prev_index);
-            self.send(from, MessageBody::AppendEntriesResponse {
-                success: false,
-                index: prev_index,
-                reject_hint: Some(hint),
-                send_tick,
-            }, true);
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    success: false,
+                    index: prev_index,
+                    reject_hint: Some(hint),
+                    send_tick,
+                },
+                true,
+            );
         }
     }
 
     fn memberships_truncate(&mut self, from: Index) {
         let before = self.memberships.len();
-        while self.memberships.len() > 1 && self.memberships[self.memberships.len() - 1].index >= from {
+        while self.memberships.len() > 1
+            && self.memberships[self.memberships.len() - 1].index >= from
+        {
             self.memberships.pop();
         }
         if self.memberships.len() != before {
@@ -1022,17 +1151,27 @@ impl RaftNode {
         }
     }
 
-    fn handle_heartbeat(&mut self, from: NodeId, leader_commit: Index, read_seq: u64, send_tick: Tick) {
+    fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        leader_commit: Index,
+        read_seq: u64,
+        send_tick: Tick,
+    ) {
         self.heard_from_leader(from);
         let commit = leader_commit.min(self.log.last_index());
         if commit > self.log.commit {
             self.log.commit = commit;
         }
-        self.send(from, MessageBody::HeartbeatResponse {
-            read_seq,
-            send_tick,
-            last_index: self.log.last_index(),
-        }, true);
+        self.send(
+            from,
+            MessageBody::HeartbeatResponse {
+                read_seq,
+                send_tick,
+                last_index: self.log.last_index(),
+            },
+            true,
+        );
     }
 
     fn handle_install_snapshot(
@@ -1047,13 +1186,17 @@ impl RaftNode {
         self.heard_from_leader(from);
         let (li, lt) = (meta.last_index, meta.last_term);
         let reply = |node: &mut RaftNode, next_offset: u64, rejected: bool| {
-            node.send(from, MessageBody::InstallSnapshotResponse {
-                last_index: li,
-                last_term: lt,
-                next_offset,
-                rejected,
-                send_tick,
-            }, true);
+            node.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index: li,
+                    last_term: lt,
+                    next_offset,
+                    rejected,
+                    send_tick,
+                },
+                true,
+            );
         };
         if total_bytes > self.cfg.max_snapshot_bytes {
             self.counters.dropped_unexpected += 1;
@@ -1065,10 +1208,9 @@ impl RaftNode {
             reply(self, total_bytes, true);
             return;
         }
-        let same = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|s| s.meta.last_index == li && s.meta.last_term == lt && s.total_bytes == total_bytes);
+        let same = self.incoming_snapshot.as_ref().is_some_and(|s| {
+            s.meta.last_index == li && s.meta.last_term == lt && s.total_bytes == total_bytes
+        });
         if !same {
             if offset != 0 {
                 reply(self, 0, false);
@@ -1080,7 +1222,9 @@ impl RaftNode {
                 buf: BytesMut::new(),
             });
         }
-        let Some(inc) = self.incoming_snapshot.as_mut() else { return };
+        let Some(inc) = self.incoming_snapshot.as_mut() else {
+            return;
+        };
         let have = inc.buf.len() as u64;
         if offset == have && have + data.len() as u64 <= total_bytes {
             inc.buf.extend_from_slice(&data);
@@ -1091,8 +1235,13 @@ impl RaftNode {
             return;
         }
         // Complete: install.
-        let Some(inc) = self.incoming_snapshot.take() else { return };
-        let snap = Snapshot { meta: inc.meta, data: inc.buf.freeze() };
+        let Some(inc) = self.incoming_snapshot.take() else {
+            return;
+        };
+        let snap = Snapshot {
+            meta: inc.meta,
+            data: inc.buf.freeze(),
+        };
         self.install_snapshot(snap);
         reply(self, total_bytes, false);
     }
@@ -1124,7 +1273,11 @@ impl RaftNode {
 
     fn handle_read_index_request(&mut self, from: NodeId, batch_id: u64) {
         let reply = |node: &mut RaftNode, result: Result<Index, ReadIndexFailure>| {
-            node.send(from, MessageBody::ReadIndexResponse { batch_id, result }, false);
+            node.send(
+                from,
+                MessageBody::ReadIndexResponse { batch_id, result },
+                false,
+            );
         };
         if self.role != Role::Leader || !self.membership().contains(from) {
             reply(self, Err(ReadIndexFailure::NotLeader));
@@ -1138,10 +1291,16 @@ impl RaftNode {
             reply(self, Err(ReadIndexFailure::RetryLater));
             return;
         }
-        self.reads.unassigned.push(ReadOrigin::Remote { from, batch_id });
+        self.reads
+            .unassigned
+            .push(ReadOrigin::Remote { from, batch_id });
     }
 
-    fn handle_read_index_response(&mut self, batch_id: u64, result: Result<Index, ReadIndexFailure>) {
+    fn handle_read_index_response(
+        &mut self,
+        batch_id: u64,
+        result: Result<Index, ReadIndexFailure>,
+    ) {
         let Some((_, ids)) = self.reads.follower_batches.remove(&batch_id) else {
             self.counters.dropped_unexpected += 1;
             return;
@@ -1201,7 +1360,9 @@ impl RaftNode {
             return;
         }
         let last = self.log.last_index();
-        let Some(pr) = self.progress.get_mut(&from) else { return };
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
         if success {
             if index > last {
                 self.counters.dropped_unexpected += 1;
@@ -1241,7 +1402,13 @@ impl RaftNode {
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId, read_seq: u64, send_tick: Tick, last_index: Index) {
+    fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_seq: u64,
+        send_tick: Tick,
+        last_index: Index,
+    ) {
         if self.role != Role::Leader || !self.note_response(from, send_tick) {
             return;
         }
@@ -1251,7 +1418,9 @@ impl RaftNode {
             // A probe may have been lost: probe again while the follower is
             // shorter or not yet known to match our log. (The length alone is not
             // enough: a follower as long as us but conflicting was never re-probed.)
-            if pr.state == ProgressState::Probe && (last_index < leader_last || pr.match_index < leader_last) {
+            if pr.state == ProgressState::Probe
+                && (last_index < leader_last || pr.match_index < leader_last)
+            {
                 pr.probe_sent = false;
                 // Resume from the follower's end: a progress created with
                 // next = last + 1 (a catching-up new member) has nothing "new" to
@@ -1277,8 +1446,12 @@ impl RaftNode {
             return;
         }
         let total = self.snapshot.as_ref().map_or(0, |s| s.data.len() as u64);
-        let Some(pr) = self.progress.get_mut(&from) else { return };
-        let Some(s) = pr.snapshot.as_mut() else { return };
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
         if s.last_index != last_index || s.last_term != last_term {
             return;
         }
@@ -1300,10 +1473,17 @@ impl RaftNode {
     fn append_entry(&mut self, payload: EntryPayload) -> Index {
         let index = self.log.last_index() + 1;
         if let EntryPayload::Membership(m) = &payload {
-            self.memberships.push(MembershipAt { index, membership: m.clone() });
+            self.memberships.push(MembershipAt {
+                index,
+                membership: m.clone(),
+            });
         }
         let is_conf = matches!(payload, EntryPayload::Membership(_));
-        self.log.append(Entry { term: self.term, index, payload });
+        self.log.append(Entry {
+            term: self.term,
+            index,
+            payload,
+        });
         if is_conf {
             self.on_membership_changed();
         }
@@ -1344,7 +1524,9 @@ impl RaftNode {
                 self.change_final_index = Some(idx);
             } else if self.change_final_index.is_some_and(|i| i <= commit) {
                 self.change_final_index = None;
-                self.events.push(Event::MembershipChangeDone { membership: last.clone() });
+                self.events.push(Event::MembershipChangeDone {
+                    membership: last.clone(),
+                });
                 self.remove_stray_progress();
                 if !last.is_voter(self.cfg.id) {
                     // A removed leader steps down once C_new is committed.
@@ -1366,11 +1548,17 @@ impl RaftNode {
             .filter(|id| **id != self.cfg.id && !current.voters.contains(id))
             // `match_index == 0` means the new voter never acknowledged anything
             // (unreachable, or not started): it has not caught up, whatever the margin.
-            .all(|id| self.progress.get(id).is_some_and(|p| p.match_index > 0 && p.match_index + margin >= last));
+            .all(|id| {
+                self.progress
+                    .get(id)
+                    .is_some_and(|p| p.match_index > 0 && p.match_index + margin >= last)
+            });
         if !caught_up {
             return;
         }
-        let Some(c) = self.catch_up.take() else { return };
+        let Some(c) = self.catch_up.take() else {
+            return;
+        };
         if c.target.voters == current.voters {
             // Only learners change: no quorum changes, one stable entry suffices.
             let idx = self.append_entry(EntryPayload::Membership(c.target));
@@ -1388,7 +1576,11 @@ impl RaftNode {
         if t.timeout_now_sent {
             return;
         }
-        if self.progress.get(&t.target).is_some_and(|p| p.match_index == last) {
+        if self
+            .progress
+            .get(&t.target)
+            .is_some_and(|p| p.match_index == last)
+        {
             t.timeout_now_sent = true;
             let target = t.target;
             self.send(target, MessageBody::TimeoutNow, false);
@@ -1412,7 +1604,9 @@ impl RaftNode {
             let now = self.now;
             for id in m.all_members() {
                 if id != self.cfg.id {
-                    self.progress.entry(id).or_insert_with(|| Progress::new(next, now));
+                    self.progress
+                        .entry(id)
+                        .or_insert_with(|| Progress::new(next, now));
                 }
             }
         } else if self.role == Role::Follower || self.role == Role::Learner {
@@ -1422,7 +1616,9 @@ impl RaftNode {
 
     fn send_append(&mut self, to: NodeId, allow_empty: bool) {
         let max_inflight = self.cfg.max_inflight_appends;
-        let Some(pr) = self.progress.get(&to) else { return };
+        let Some(pr) = self.progress.get(&to) else {
+            return;
+        };
         if pr.state == ProgressState::Snapshot {
             self.send_snapshot_chunk(to);
             return;
@@ -1436,7 +1632,11 @@ impl RaftNode {
         }
         // An empty append only carries the commit index: anchor it at the match
         // index so that it cannot be refused while earlier appends are in flight.
-        let prev = if has_new { pr.next_index - 1 } else { pr.match_index };
+        let prev = if has_new {
+            pr.next_index - 1
+        } else {
+            pr.match_index
+        };
         let Some(prev_term) = self.log.term(prev) else {
             // Needed entries were compacted: catch up by snapshot.
             if let Some(s) = &self.snapshot {
@@ -1449,7 +1649,11 @@ impl RaftNode {
             return;
         };
         let entries = if has_new {
-            self.log.slice(pr.next_index, self.cfg.max_append_entries, self.cfg.max_append_bytes)
+            self.log.slice(
+                pr.next_index,
+                self.cfg.max_append_entries,
+                self.cfg.max_append_bytes,
+            )
         } else {
             Vec::new()
         };
@@ -1474,8 +1678,12 @@ impl RaftNode {
 
     fn send_snapshot_chunk(&mut self, to: NodeId) {
         let Some(snap) = &self.snapshot else { return };
-        let Some(pr) = self.progress.get_mut(&to) else { return };
-        let Some(s) = pr.snapshot.as_mut() else { return };
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return;
+        };
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
         if s.in_flight {
             return;
         }
@@ -1514,13 +1722,19 @@ impl RaftNode {
         let seq = self.reads.seq;
         let ids: Vec<NodeId> = self.progress.keys().copied().collect();
         for id in ids {
-            let Some(pr) = self.progress.get(&id) else { continue };
+            let Some(pr) = self.progress.get(&id) else {
+                continue;
+            };
             let commit = self.log.commit.min(pr.match_index);
-            self.send(id, MessageBody::Heartbeat {
-                leader_commit: commit,
-                read_seq: seq,
-                send_tick: self.now,
-            }, false);
+            self.send(
+                id,
+                MessageBody::Heartbeat {
+                    leader_commit: commit,
+                    read_seq: seq,
+                    send_tick: self.now,
+                },
+                false,
+            );
         }
     }
 
@@ -1530,16 +1744,27 @@ impl RaftNode {
             let seq = b.seq;
             let progress = &self.progress;
             let m = &self.memberships[self.memberships.len() - 1].membership;
-            let ok = m.has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.read_seq_acked >= seq));
+            let ok = m.has_quorum(|id| {
+                id == me || progress.get(&id).is_some_and(|p| p.read_seq_acked >= seq)
+            });
             if !ok {
                 break;
             }
-            let Some(b) = self.reads.batches.pop_front() else { break };
+            let Some(b) = self.reads.batches.pop_front() else {
+                break;
+            };
             for o in b.origins {
                 match o {
                     ReadOrigin::Local(id) => self.reads.confirm(id, b.index),
                     ReadOrigin::Remote { from, batch_id } => {
-                        self.send(from, MessageBody::ReadIndexResponse { batch_id, result: Ok(b.index) }, false);
+                        self.send(
+                            from,
+                            MessageBody::ReadIndexResponse {
+                                batch_id,
+                                result: Ok(b.index),
+                            },
+                            false,
+                        );
                     }
                 }
             }
@@ -1549,9 +1774,18 @@ impl RaftNode {
     fn fail_origins(&mut self, origins: Vec<ReadOrigin>, f: ReadIndexFailure) {
         for o in origins {
             match o {
-                ReadOrigin::Local(id) => self.reads.fail(id, ReadError::from_failure(f, self.leader)),
+                ReadOrigin::Local(id) => {
+                    self.reads.fail(id, ReadError::from_failure(f, self.leader))
+                }
                 ReadOrigin::Remote { from, batch_id } => {
-                    self.send(from, MessageBody::ReadIndexResponse { batch_id, result: Err(f) }, false);
+                    self.send(
+                        from,
+                        MessageBody::ReadIndexResponse {
+                            batch_id,
+                            result: Err(f),
+                        },
+                        false,
+                    );
                 }
             }
         }
@@ -1623,7 +1857,10 @@ impl RaftNode {
                 from: self.cfg.id,
                 to,
                 term,
-                body: MessageBody::PreVote { last_log_index: li, last_log_term: lt },
+                body: MessageBody::PreVote {
+                    last_log_index: li,
+                    last_log_term: lt,
+                },
             });
         }
         self.tally(true);
@@ -1640,11 +1877,15 @@ impl RaftNode {
         self.votes.insert(self.cfg.id, true);
         let (li, lt) = (self.log.last_index(), self.log.last_term());
         for to in self.voters_except_me() {
-            self.send(to, MessageBody::RequestVote {
-                last_log_index: li,
-                last_log_term: lt,
-                leader_transfer,
-            }, true);
+            self.send(
+                to,
+                MessageBody::RequestVote {
+                    last_log_index: li,
+                    last_log_term: lt,
+                    leader_transfer,
+                },
+                true,
+            );
         }
         self.tally(false);
     }
@@ -1661,7 +1902,11 @@ impl RaftNode {
 
     fn single_voter(&self) -> bool {
         let m = self.membership();
-        m.voters.len() == 1 && m.voters.contains(&self.cfg.id) && m.old_voters.as_ref().is_none_or(|o| o.len() == 1 && o.contains(&self.cfg.id))
+        m.voters.len() == 1
+            && m.voters.contains(&self.cfg.id)
+            && m.old_voters
+                .as_ref()
+                .is_none_or(|o| o.len() == 1 && o.contains(&self.cfg.id))
     }
 
     fn become_follower(&mut self, term: Term, leader: NodeId) {
@@ -1738,7 +1983,8 @@ impl RaftNode {
         // A stable configuration left uncommitted by the previous leader finishes
         // with ours; a joint one is completed in `on_commit_advanced`.
         let last = &self.memberships[self.memberships.len() - 1];
-        if last.index > self.log.commit && !last.membership.is_joint() {
+        // (Index 1 is the bootstrap configuration, not a change.)
+        if last.index > 1 && last.index > self.log.commit && !last.membership.is_joint() {
             self.change_final_index = Some(last.index);
         }
     }
@@ -1778,10 +2024,19 @@ impl RaftNode {
             for id in ids {
                 // Pipeline: keep sending while the window allows and entries remain.
                 for _ in 0..self.cfg.max_inflight_appends {
-                    let before = self.progress.get(&id).map(|p| (p.next_index, p.inflights.len(), p.probe_sent));
+                    let before = self
+                        .progress
+                        .get(&id)
+                        .map(|p| (p.next_index, p.inflights.len(), p.probe_sent));
                     self.send_append(id, broadcast);
-                    let after = self.progress.get(&id).map(|p| (p.next_index, p.inflights.len(), p.probe_sent));
-                    let replicate = self.progress.get(&id).is_some_and(|p| p.state == ProgressState::Replicate);
+                    let after = self
+                        .progress
+                        .get(&id)
+                        .map(|p| (p.next_index, p.inflights.len(), p.probe_sent));
+                    let replicate = self
+                        .progress
+                        .get(&id)
+                        .is_some_and(|p| p.state == ProgressState::Replicate);
                     if before == after || !replicate {
                         break;
                     }
@@ -1831,7 +2086,9 @@ impl RaftNode {
 
     /// The driver has executed the last ready (persisted and synced what it had to).
     pub fn advance(&mut self) {
-        let Some(written) = self.outstanding.take() else { return };
+        let Some(written) = self.outstanding.take() else {
+            return;
+        };
         if let Some(idx) = self.outstanding_snapshot.take() {
             self.log.persisted = self.log.persisted.max(idx);
         }
@@ -1867,14 +2124,21 @@ impl RaftNode {
             if self.leader == NO_NODE {
                 let ids = std::mem::take(&mut self.reads.follower_unsent);
                 for id in ids {
-                    self.reads.fail(id, ReadError::NotLeader { leader_hint: NO_NODE });
+                    self.reads.fail(
+                        id,
+                        ReadError::NotLeader {
+                            leader_hint: NO_NODE,
+                        },
+                    );
                 }
                 return;
             }
             self.reads.next_batch_id += 1;
             let batch_id = self.reads.next_batch_id;
             let ids = std::mem::take(&mut self.reads.follower_unsent);
-            self.reads.follower_batches.insert(batch_id, (self.now, ids));
+            self.reads
+                .follower_batches
+                .insert(batch_id, (self.now, ids));
             let leader = self.leader;
             self.send(leader, MessageBody::ReadIndexRequest { batch_id }, false);
         }

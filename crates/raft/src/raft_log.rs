@@ -102,7 +102,8 @@ impl RaftLog {
     /// Raft §5.4.1: is a log ending at (`last_index`, `last_term`) at least as up
     /// to date as ours?
     pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
     }
 
     /// Entries `[lo, ..]` bounded by count and payload bytes (at least one entry
@@ -226,7 +227,9 @@ impl RaftLog {
         if to <= self.base_index {
             return false;
         }
-        let Some(term) = self.term(to) else { return false };
+        let Some(term) = self.term(to) else {
+            return false;
+        };
         let n = (to - self.base_index) as usize;
         self.entries.drain(..n);
         self.base_index = to;
@@ -259,7 +262,11 @@ mod tests {
     use crate::types::EntryPayload;
 
     fn e(index: Index, term: Term) -> Entry {
-        Entry { index, term, payload: EntryPayload::Blank }
+        Entry {
+            index,
+            term,
+            payload: EntryPayload::Blank,
+        }
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl ReadOnly {
         self.unassigned.len()
             + self.batches.iter().map(|b| b.origins.len()).sum::<usize>()
             + self.follower_unsent.len()
-            + self.follower_batches.values().map(|(_, r)| r.len()).sum::<usize>()
+            + self
+                .follower_batches
+                .values()
+                .map(|(_, r)| r.len())
+                .sum::<usize>()
             + self.waiting_apply.values().map(Vec::len).sum::<usize>()
     }
 
@@ -74,7 +78,10 @@ impl ReadOnly {
     }
 
     pub(crate) fn fail(&mut self, id: ReadRequestId, err: ReadError) {
-        self.done.push(ReadState { request_id: id, result: Err(err) });
+        self.done.push(ReadState {
+            request_id: id,
+            result: Err(err),
+        });
     }
 
     /// Move every confirmed read with read index `<= applied` to `done`.
@@ -85,7 +92,10 @@ impl ReadOnly {
             }
             let index = *entry.key();
             for id in entry.remove() {
-                self.done.push(ReadState { request_id: id, result: Ok(index) });
+                self.done.push(ReadState {
+                    request_id: id,
+                    result: Ok(index),
+                });
             }
         }
     }

@@ -10,7 +10,10 @@ pub enum ProposeError {
     #[error("leadership transfer in progress")]
     Transferring,
     #[error("entry of {bytes} bytes exceeds max_entry_bytes {max_entry_bytes}")]
-    TooLarge { bytes: usize, max_entry_bytes: usize },
+    TooLarge {
+        bytes: usize,
+        max_entry_bytes: usize,
+    },
     #[error("{uncommitted} entries uncommitted, max_uncommitted_entries reached; retry later")]
     Backpressure { uncommitted: usize },
 }
