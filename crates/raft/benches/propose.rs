@@ -15,13 +15,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rhea_raft::{Bootstrap, Config, Entry, Membership, Message, RaftNode, Ready};
+use rhea_raft::{Bootstrap, Config, Entry, EntryPayload, Membership, Message, RaftNode, Ready};
 
 /// Entries kept in the in-memory store before the bench snapshots and purges.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
 
+/// The in-memory log store and state machine of one node: entries are kept
+/// until compaction; applying an entry updates a small key-value map.
 struct MemStore {
     entries: Vec<Entry>,
+    state: std::collections::BTreeMap<u64, Bytes>,
 }
 
 struct Cluster {
@@ -51,6 +54,7 @@ impl Cluster {
         let stores = (0..3)
             .map(|_| MemStore {
                 entries: Vec::new(),
+                state: Default::default(),
             })
             .collect();
         let mut c = Cluster {
@@ -84,6 +88,11 @@ impl Cluster {
         }
         self.inbox.extend(rd.messages);
         self.inbox.extend(rd.persisted_messages);
+        for e in &rd.committed_entries {
+            if let EntryPayload::Normal(data) = &e.payload {
+                store.state.insert(e.index % 1024, data.clone());
+            }
+        }
         if i == self.leader {
             for e in &rd.committed_entries {
                 on_apply(e.index);

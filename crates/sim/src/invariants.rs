@@ -35,7 +35,12 @@ impl Invariants {
     }
 
     /// Checks on a ready batch before the driver executes it.
-    pub fn check_ready(&mut self, id: NodeId, raft: Option<&RaftNode>, rd: &Ready) -> Result<(), String> {
+    pub fn check_ready(
+        &mut self,
+        id: NodeId,
+        raft: Option<&RaftNode>,
+        rd: &Ready,
+    ) -> Result<(), String> {
         let Some(raft) = raft else { return Ok(()) };
         self.after_event(id, Some(raft))?;
         let mut prev: Option<Term> = rd.entries.first().and_then(|e| raft.term_at(e.index - 1));
@@ -102,16 +107,29 @@ impl Invariants {
         let w = self.watch.entry(id).or_default();
         let (term, commit, applied) = (raft.term(), raft.commit_index(), raft.applied_index());
         if term < w.term {
-            return Err(format!("node {id}: term went back from {} to {term}", w.term));
+            return Err(format!(
+                "node {id}: term went back from {} to {term}",
+                w.term
+            ));
         }
         if commit < w.commit {
-            return Err(format!("node {id}: commit index went back from {} to {commit}", w.commit));
+            return Err(format!(
+                "node {id}: commit index went back from {} to {commit}",
+                w.commit
+            ));
         }
         if applied < w.applied {
-            return Err(format!("node {id}: applied index went back from {} to {applied}", w.applied));
+            return Err(format!(
+                "node {id}: applied index went back from {} to {applied}",
+                w.applied
+            ));
         }
         let from = w.commit + 1;
-        *w = Watch { term, commit, applied };
+        *w = Watch {
+            term,
+            commit,
+            applied,
+        };
         for i in from..=commit {
             let Some(t) = raft.term_at(i) else { continue };
             match self.committed.get(&i) {

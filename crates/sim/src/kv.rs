@@ -8,10 +8,19 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// One client command, as carried in a log entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    Put { key: u64, value: u64 },
+    Put {
+        key: u64,
+        value: u64,
+    },
     /// A read that goes through the log (the RheaKV fallback when ReadIndex fails).
-    Get { key: u64 },
-    Cas { key: u64, expected: u64, new: u64 },
+    Get {
+        key: u64,
+    },
+    Cas {
+        key: u64,
+        expected: u64,
+        new: u64,
+    },
 }
 
 /// What a command returned.
@@ -60,10 +69,18 @@ impl Request {
         let command = match data[0] {
             1 => Command::Put { key, value: a },
             2 => Command::Get { key },
-            3 => Command::Cas { key, expected: a, new: c },
+            3 => Command::Cas {
+                key,
+                expected: a,
+                new: c,
+            },
             _ => return None,
         };
-        Some(Request { client, seq, command })
+        Some(Request {
+            client,
+            seq,
+            command,
+        })
     }
 }
 
@@ -141,7 +158,10 @@ impl KvStateMachine {
             *d = rest;
             Some(u64::from_be_bytes(*head))
         }
-        let mut sm = KvStateMachine { applied: u64_of(&mut data)?, ..KvStateMachine::default() };
+        let mut sm = KvStateMachine {
+            applied: u64_of(&mut data)?,
+            ..KvStateMachine::default()
+        };
         for _ in 0..u64_of(&mut data)? {
             let k = u64_of(&mut data)?;
             let v = u64_of(&mut data)?;
@@ -173,7 +193,15 @@ mod tests {
 
     #[test]
     fn request_round_trips_and_rejects_garbage() {
-        let r = Request { client: 7, seq: 9, command: Command::Cas { key: 1, expected: 2, new: 3 } };
+        let r = Request {
+            client: 7,
+            seq: 9,
+            command: Command::Cas {
+                key: 1,
+                expected: 2,
+                new: 3,
+            },
+        };
         assert_eq!(Request::decode(&r.encode()), Some(r));
         assert_eq!(Request::decode(&[1, 2, 3]), None);
         let mut bad = r.encode().to_vec();
@@ -184,9 +212,21 @@ mod tests {
     #[test]
     fn sessions_make_retries_idempotent() {
         let mut sm = KvStateMachine::default();
-        let put = Request { client: 1, seq: 1, command: Command::Put { key: 5, value: 10 } };
+        let put = Request {
+            client: 1,
+            seq: 1,
+            command: Command::Put { key: 5, value: 10 },
+        };
         assert_eq!(sm.apply(&put), Some(Outcome::Put));
-        let cas = Request { client: 1, seq: 2, command: Command::Cas { key: 5, expected: 10, new: 11 } };
+        let cas = Request {
+            client: 1,
+            seq: 2,
+            command: Command::Cas {
+                key: 5,
+                expected: 10,
+                new: 11,
+            },
+        };
         assert_eq!(sm.apply(&cas), Some(Outcome::Cas(true)));
         // The retry returns the recorded outcome instead of failing the CAS.
         assert_eq!(sm.apply(&cas), Some(Outcome::Cas(true)));

@@ -15,7 +15,10 @@ use clap::Parser;
 use rhea_sim::{SimOptions, SimStats, run_seed};
 
 #[derive(Parser, Debug)]
-#[command(name = "rhea-sim", about = "Deterministic simulation of rhea-raft under faults")]
+#[command(
+    name = "rhea-sim",
+    about = "Deterministic simulation of rhea-raft under faults"
+)]
 struct Args {
     /// Seed range START..END (END exclusive), or a single seed.
     #[arg(long, default_value = "0..100", value_parser = parse_range)]
@@ -32,7 +35,11 @@ struct Args {
 }
 
 fn parse_range(s: &str) -> Result<Range<u64>, String> {
-    let parse = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("bad seed {v:?}: {e}"));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("bad seed {v:?}: {e}"))
+    };
     match s.split_once("..") {
         Some((a, b)) => {
             let (a, b) = (parse(a)?, parse(b)?);
@@ -57,7 +64,11 @@ fn main() -> ExitCode {
     let mut total = SimStats::default();
     for seed in args.seeds.clone() {
         let t = Instant::now();
-        let report = run_seed(SimOptions { seed, steps: args.steps, verbose: args.verbose });
+        let report = run_seed(SimOptions {
+            seed,
+            steps: args.steps,
+            verbose: args.verbose,
+        });
         let s = &report.stats;
         total.add(s);
         match &report.result {
@@ -110,5 +121,9 @@ fn main() -> ExitCode {
         total.snapshots_installed
     );
     println!("seeds: {passed} passed, {failed} failed");
-    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -158,7 +158,9 @@ impl Disk {
                 self.entries.clear();
             }
             DiskOp::Entries(es) => {
-                let Some(first) = es.first().map(|e| e.index) else { return };
+                let Some(first) = es.first().map(|e| e.index) else {
+                    return;
+                };
                 self.entries.retain(|e| e.index < first);
                 self.entries.extend(es);
             }
@@ -174,7 +176,11 @@ impl Disk {
     /// A crash: a random prefix of the unsynced writes reached the platter.
     fn crash(&mut self, rng: &mut SplitMix64) {
         let ops = std::mem::take(&mut self.unsynced);
-        let keep = if rng.chance(1, 2) { 0 } else { rng.range(0, ops.len() as u64 + 1) as usize };
+        let keep = if rng.chance(1, 2) {
+            0
+        } else {
+            rng.range(0, ops.len() as u64 + 1) as usize
+        };
         for op in ops.into_iter().take(keep) {
             self.apply(op);
         }
@@ -367,7 +373,11 @@ impl Sim {
 
     fn config(&mut self, id: NodeId, inc: u64) -> Config {
         let mut cfg = Config::new(id, 1);
-        cfg.seed = self.opts.seed.wrapping_mul(31).wrapping_add(id * 1_000 + inc);
+        cfg.seed = self
+            .opts
+            .seed
+            .wrapping_mul(31)
+            .wrapping_add(id * 1_000 + inc);
         cfg.election_timeout_ticks = ELECTION_TIMEOUT_TICKS;
         cfg.heartbeat_interval_ticks = 1;
         cfg.max_inflight_appends = self.knobs.max_inflight_appends;
@@ -402,7 +412,12 @@ impl Sim {
             Bootstrap::Restore(RestoreState {
                 hard_state: disk.hs,
                 snapshot: snap,
-                entries: disk.entries.iter().filter(|e| e.index > base).cloned().collect(),
+                entries: disk
+                    .entries
+                    .iter()
+                    .filter(|e| e.index > base)
+                    .cloned()
+                    .collect(),
                 applied: base,
             })
         };
@@ -458,7 +473,9 @@ impl Sim {
     fn run_inner(&mut self) -> Result<(), String> {
         let mut processed = 0u64;
         while processed < self.opts.steps {
-            let Some(Reverse(s)) = self.queue.pop() else { break };
+            let Some(Reverse(s)) = self.queue.pop() else {
+                break;
+            };
             self.now = s.time;
             self.handle(s.ev)?;
             processed += 1;
@@ -509,7 +526,10 @@ impl Sim {
                 let pending: Vec<String> = self
                     .clients
                     .iter()
-                    .filter_map(|c| c.op.as_ref().map(|op| format!("client {} {:?}", c.id, op.command)))
+                    .filter_map(|c| {
+                        c.op.as_ref()
+                            .map(|op| format!("client {} {:?}", c.id, op.command))
+                    })
                     .collect();
                 return Err(format!(
                     "liveness: operations still pending {} ticks after faults healed: {pending:?}",
@@ -525,7 +545,12 @@ impl Sim {
     }
 
     fn current_leader(&self) -> Option<NodeId> {
-        let max_term = self.nodes.iter().filter_map(|n| n.raft.as_ref()).map(|r| r.term()).max()?;
+        let max_term = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref())
+            .map(|r| r.term())
+            .max()?;
         self.nodes
             .iter()
             .filter_map(|n| n.raft.as_ref())
@@ -614,11 +639,17 @@ impl Sim {
 
     fn send(&mut self, m: Message) {
         self.stats.messages_sent += 1;
-        if self.blocked.contains(&(m.from, m.to)) || self.rng.chance(self.knobs.drop_per_mille, 1000) {
+        if self.blocked.contains(&(m.from, m.to))
+            || self.rng.chance(self.knobs.drop_per_mille, 1000)
+        {
             self.stats.messages_dropped += 1;
             return;
         }
-        let copies = if self.rng.chance(self.knobs.dup_per_mille, 1000) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.knobs.dup_per_mille, 1000) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let mut delay = self.rng.range(TICK / 10, TICK);
             if self.rng.chance(self.knobs.spike_per_mille, 1000) {
@@ -637,11 +668,14 @@ impl Sim {
             if !node.alive || node.pending.is_some() {
                 return Ok(());
             }
-            let Some(raft) = node.raft.as_mut() else { return Ok(()) };
+            let Some(raft) = node.raft.as_mut() else {
+                return Ok(());
+            };
             let Some(mut rd) = raft.ready() else {
                 return self.inv.after_event(id, self.nodes[idx].raft.as_ref());
             };
-            self.inv.check_ready(id, self.nodes[idx].raft.as_ref(), &rd)?;
+            self.inv
+                .check_ready(id, self.nodes[idx].raft.as_ref(), &rd)?;
             if let Some(ss) = rd.soft_state
                 && ss.role == Role::Leader
             {
@@ -657,7 +691,9 @@ impl Sim {
                 node.disk.unsynced.push(DiskOp::Snapshot(s.clone()));
             }
             if !rd.entries.is_empty() {
-                node.disk.unsynced.push(DiskOp::Entries(std::mem::take(&mut rd.entries)));
+                node.disk
+                    .unsynced
+                    .push(DiskOp::Entries(std::mem::take(&mut rd.entries)));
             }
             if let Some(hs) = rd.hard_state {
                 node.disk.unsynced.push(DiskOp::HardState(hs));
@@ -674,7 +710,9 @@ impl Sim {
             }
             self.finish_ready(id, rd)?;
         }
-        Err(format!("node {id} produced 10000 readies in a row without quiescing"))
+        Err(format!(
+            "node {id} produced 10000 readies in a row without quiescing"
+        ))
     }
 
     /// Stage B: the writes are durable; send, apply, serve reads, advance.
@@ -764,12 +802,16 @@ impl Sim {
         if applied < node.last_snapshot_index + every {
             return;
         }
-        let Some(raft) = node.raft.as_mut() else { return };
+        let Some(raft) = node.raft.as_mut() else {
+            return;
+        };
         let data = node.sm.encode();
         if raft.snapshot_done(applied, data.clone()).is_err() {
             return;
         }
-        let Some(meta) = raft.snapshot_meta().cloned() else { return };
+        let Some(meta) = raft.snapshot_meta().cloned() else {
+            return;
+        };
         // The image is written and synced before the core is told (atomic here).
         node.disk.snapshot = Some(Snapshot { meta, data });
         node.last_snapshot_index = applied;
@@ -786,7 +828,9 @@ impl Sim {
             }
             self.new_op(client);
         }
-        let Some(op) = self.clients[cidx].op.clone() else { return Ok(()) };
+        let Some(op) = self.clients[cidx].op.clone() else {
+            return Ok(());
+        };
         if self.now > op.deadline {
             self.give_up(client);
             return Ok(());
@@ -800,7 +844,11 @@ impl Sim {
             ReadPath::FollowerRead => self.rng.range(1, NODES + 1),
             _ => {
                 let g = self.clients[cidx].leader_guess;
-                if g == NO_NODE { self.rng.range(1, NODES + 1) } else { g }
+                if g == NO_NODE {
+                    self.rng.range(1, NODES + 1)
+                } else {
+                    g
+                }
             }
         };
         let tidx = (target - 1) as usize;
@@ -812,12 +860,20 @@ impl Sim {
         };
         let is_read = matches!(op.command, Command::Get { .. }) && op.path != ReadPath::Log;
         if is_read {
-            let Command::Get { key } = op.command else { return Ok(()) };
+            let Command::Get { key } = op.command else {
+                return Ok(());
+            };
             let node = &mut self.nodes[tidx];
             node.next_read_id += 1;
             let rid = node.next_read_id;
-            let mode = if op.path == ReadPath::Lease { ReadMode::LeaseBased } else { ReadMode::Safe };
-            let Some(raft) = node.raft.as_mut() else { return Ok(()) };
+            let mode = if op.path == ReadPath::Lease {
+                ReadMode::LeaseBased
+            } else {
+                ReadMode::Safe
+            };
+            let Some(raft) = node.raft.as_mut() else {
+                return Ok(());
+            };
             if mode == ReadMode::LeaseBased && raft.lease_valid() {
                 self.stats.lease_fast_path += 1;
             }
@@ -836,7 +892,11 @@ impl Sim {
                 }
             }
         } else {
-            let req = Request { client, seq: op.seq, command: op.command };
+            let req = Request {
+                client,
+                seq: op.seq,
+                command: op.command,
+            };
             match raft.propose(req.encode()) {
                 Ok(_) => {
                     self.nodes[tidx].waiters.insert((client, op.seq));
@@ -867,7 +927,14 @@ impl Sim {
             (Command::Put { key, value }, ReadPath::Log)
         } else if roll < 50 {
             let expected = c.seen.get(&key).copied().unwrap_or(0);
-            (Command::Cas { key, expected, new: value }, ReadPath::Log)
+            (
+                Command::Cas {
+                    key,
+                    expected,
+                    new: value,
+                },
+                ReadPath::Log,
+            )
         } else {
             let path = match roll {
                 50..=69 => ReadPath::LeaderReadIndex,
@@ -1034,7 +1101,9 @@ impl Sim {
 
     fn change_membership(&mut self, leader: Option<NodeId>) {
         let Some(l) = leader else { return };
-        let Some(r) = self.nodes[(l - 1) as usize].raft.as_mut() else { return };
+        let Some(r) = self.nodes[(l - 1) as usize].raft.as_mut() else {
+            return;
+        };
         let m = r.membership().clone();
         let members = m.all_members();
         let outsiders: Vec<NodeId> = (1..=NODES).filter(|id| !members.contains(id)).collect();
@@ -1049,7 +1118,8 @@ impl Sim {
             }
             1 if !learners.is_empty() => {
                 let id = pick(&mut self.rng, &learners);
-                r.promote_learner(id).map(|_| format!("promote learner {id}"))
+                r.promote_learner(id)
+                    .map(|_| format!("promote learner {id}"))
             }
             2 if !outsiders.is_empty() && voters.len() < 5 => {
                 let id = pick(&mut self.rng, &outsiders);
