@@ -4,7 +4,8 @@
 //! rhea-raft and std/tokio ecosystem crates; must not depend on kv, txn or the
 //! binary.
 //!
-//! Today this crate holds the storage half of the runtime:
+//! This crate holds the storage and network halves of the runtime (the driver
+//! that ties them to the core is not built yet):
 //!
 //! * [`disk`]: a small file-system abstraction, [`Disk`], with [`StdDisk`] (real
 //!   files) and [`SimDisk`] (in memory, deterministic, crashable) so that crash
@@ -15,8 +16,15 @@
 //!   a process (multi-raft), with group commit, crash recovery and segment
 //!   purging. The byte layout and the recovery rules are in
 //!   `docs/log-engine.md`.
+//! * [`message_codec`]: the binary encoding of [`rhea_raft::Message`] (every
+//!   body kind), reusing the entry and membership layouts of [`codec`].
+//! * [`Transport`]: the tokio TCP peer transport shared by every raft group of
+//!   a process: one listener per node, one batched outbound connection per
+//!   peer node, a handshake refusing other clusters, bounded queues that drop
+//!   rather than block. Wire layout, limits and failure behaviour are in
+//!   `docs/transport.md`.
 //!
-//! How a driver uses it with one [`rhea_raft::Ready`] per group:
+//! How a driver uses the log engine with one [`rhea_raft::Ready`] per group:
 //!
 //! 1. for every group with a `Ready`, add `snapshot` (its meta) with
 //!    [`WriteBatch::install_snapshot`], `entries` with [`WriteBatch::append`]
@@ -36,6 +44,8 @@ pub mod codec;
 pub mod disk;
 mod error;
 mod log_engine;
+pub mod message_codec;
+pub mod transport;
 
 pub use codec::CodecError;
 pub use disk::{Disk, DiskFile, SimDisk, StdDisk};
@@ -44,4 +54,8 @@ pub use log_engine::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, LogEngine, LogEngineOptions, MAX_INDEX,
     PurgeReport, RECORD_HEADER_BYTES, RECORD_MAGIC, RecordType, RecoveryReport, WriteBatch,
     segment_file_name,
+};
+pub use message_codec::{MessageCodecError, decode_message, encode_message, message_encoded_len};
+pub use transport::{
+    PeerStats, SendError, Transport, TransportError, TransportOptions, TransportStats,
 };
