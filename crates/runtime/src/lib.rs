@@ -23,6 +23,10 @@
 //!   peer node, a handshake refusing other clusters, bounded queues that drop
 //!   rather than block. Wire layout, limits and failure behaviour are in
 //!   `docs/transport.md`.
+//! * [`driver`]: the multi-raft node driver, one tokio task per process that
+//!   owns the log engine, the transport and every group, executes each
+//!   group's `Ready` with one group-committed write per round, and serves a
+//!   [`DriverHandle`] (propose, read index, status, admin, snapshot).
 //!
 //! How a driver uses the log engine with one [`rhea_raft::Ready`] per group:
 //!
@@ -42,6 +46,7 @@
 
 pub mod codec;
 pub mod disk;
+pub mod driver;
 mod error;
 mod log_engine;
 pub mod message_codec;
@@ -49,6 +54,10 @@ pub mod transport;
 
 pub use codec::CodecError;
 pub use disk::{Disk, DiskFile, SimDisk, StdDisk};
+pub use driver::{
+    Driver, DriverError, DriverHandle, DriverOptions, DriverStats, GroupSpec, GroupStatus,
+    StateMachine,
+};
 pub use error::LogEngineError;
 pub use log_engine::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, LogEngine, LogEngineOptions, MAX_INDEX,

@@ -1,0 +1,768 @@
+//! The multi-raft node driver: one tokio task per process ("store") that owns
+//! one [`LogEngine`], one [`Transport`] and every [`RaftNode`] group of the
+//! process, and executes each group's [`Ready`] as `rhea_raft` documents it.
+//!
+//! ## One round
+//!
+//! The task waits for an input (a [`DriverHandle`] command, a peer message, a
+//! timer tick), drains further inputs that are already queued (bounded by
+//! `max_inputs_per_round`), then runs rounds until no group has a `Ready`:
+//!
+//! 1. collect `ready()` from every group that has work;
+//! 2. send every group's `messages` (they may leave before the write);
+//! 3. write snapshot images of installed snapshots to their files, then put
+//!    every group's snapshot install, entries and hard state (plus purge points
+//!    of earlier rounds) into **one** [`WriteBatch`] and call
+//!    [`LogEngine::write`] **once**, synced if any group asked for it (and
+//!    `sync_writes`): group commit across groups, one fsync per round;
+//! 4. only after that write returned: send `persisted_messages`, restore
+//!    installed snapshots into the state machine, apply `committed_entries`,
+//!    answer proposals and reads, record `compacted_to`, and `advance()`.
+//!
+//! A storage error is fatal: the engine is poisoned, so the driver stops and
+//! every waiter gets [`DriverError::Shutdown`].
+//!
+//! ## Time
+//!
+//! One [`tokio::time::interval`] of `tick_interval_ms` ticks every group. Its
+//! missed-tick behaviour is [`MissedTickBehavior::Burst`]: after a pause (a
+//! stalled runtime, a stopped process, a long fsync) every missed tick is
+//! delivered. The core measures election timeouts and the leader lease in
+//! ticks; followers measure their election timeout on their own clocks. If a
+//! paused leader skipped the ticks it missed, its lease would stretch over the
+//! pause in real time while the followers' timeouts did not, and it could
+//! serve a lease read after another leader was elected. Catching up on every
+//! tick makes the lease expire in real time.
+//!
+//! ## Snapshots and restart
+//!
+//! Snapshot images are files `snapshots/<group>/<index>.snap` under the
+//! driver's directory (see `snap_store.rs`), written atomically (temp file,
+//! fsync, rename, directory fsync) **before** the log engine records the
+//! install or the purge that depends on them. On start, each group's newest
+//! snapshot file is restored into its state machine and the group is rebuilt
+//! with [`Bootstrap::Restore`] from it, the engine's hard state and the
+//! engine's entries after the snapshot. A group with no stored state starts as
+//! a new group (or joins, without an initial membership).
+//!
+//! The state machine is assumed in-memory: after restart it is rebuilt from
+//! the snapshot and the log replayed from there. A durable state machine
+//! reports its real `applied_index()` and replay starts after it.
+
+mod error;
+mod snap_store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rhea_raft::{
+    Bootstrap, Config, Entry, GroupId, Index, Membership, Message, NodeId, RaftNode, ReadRequestId,
+    Ready, RestoreState, Role, Term,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+pub use error::DriverError;
+
+use crate::disk::Disk;
+use crate::log_engine::{LogEngine, LogEngineOptions, WriteBatch};
+use crate::transport::Transport;
+use snap_store::SnapStore;
+
+/// The application state of one group. Called on the driver task: keep each
+/// call short (a slow `apply` delays every group of the process).
+pub trait StateMachine: Send + 'static {
+    /// Apply committed entries, in order. Every kind of entry is passed
+    /// (blank and membership entries too; most state machines skip them), and
+    /// `applied_index()` must then be the last entry's index.
+    fn apply(&mut self, group: GroupId, entries: &[Entry]);
+    /// An image of the whole state at `applied_index()`.
+    fn snapshot(&self) -> Bytes;
+    /// Replace the whole state with an image made by `snapshot` (after which
+    /// `applied_index()` is the snapshot's index).
+    fn restore(&mut self, data: Bytes);
+    /// The index of the last applied entry.
+    fn applied_index(&self) -> Index;
+}
+
+/// Tuning of a driver.
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    /// Period of the timer that ticks every group. Default 100 ms.
+    pub tick_interval_ms: u64,
+    /// Fsync a round's write when a group's `Ready` asks for it. Turning it
+    /// off acknowledges entries and votes before they are durable: a power
+    /// loss may then break Raft's guarantees. Tests and benchmarks only.
+    /// Default true.
+    pub sync_writes: bool,
+    /// Capacity of the command channel of [`DriverHandle`]s. Default 4096.
+    pub command_queue: usize,
+    /// Inputs (commands plus peer messages) taken per round before the
+    /// groups' readies are executed. Default 1024.
+    pub max_inputs_per_round: usize,
+    /// Options of the log engine the driver opens.
+    pub log_engine: LogEngineOptions,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            tick_interval_ms: 100,
+            sync_writes: true,
+            command_queue: 4096,
+            max_inputs_per_round: 1024,
+            log_engine: LogEngineOptions::default(),
+        }
+    }
+}
+
+/// One group to host: its raft config (`config.group` names it), the initial
+/// membership for a brand-new group (`None`: join an existing group), and its
+/// state machine.
+pub struct GroupSpec {
+    pub config: Config,
+    pub initial_membership: Option<Membership>,
+    pub state_machine: Box<dyn StateMachine>,
+}
+
+/// What [`DriverHandle::status`] reports about one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub role: Role,
+    pub term: Term,
+    pub leader: NodeId,
+    pub commit: Index,
+    pub applied: Index,
+    pub last_index: Index,
+}
+
+/// Counters of the driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Rounds that wrote a batch to the log engine.
+    pub writes: u64,
+    /// Of those, the ones written with fsync.
+    pub synced_writes: u64,
+    /// File fsyncs the log engine performed (all causes).
+    pub engine_fsyncs: u64,
+    /// Groups whose state went into the last written batch.
+    pub last_write_groups: u64,
+    /// Ticks delivered to the groups (each tick ticks every group).
+    pub ticks: u64,
+    /// Peer messages for a group this node does not host (dropped).
+    pub dropped_unknown_group: u64,
+    /// Messages the transport refused to queue (dropped; raft retransmits).
+    pub dropped_sends: u64,
+}
+
+enum Command {
+    Propose {
+        group: GroupId,
+        data: Bytes,
+        tx: oneshot::Sender<Result<Index, DriverError>>,
+    },
+    ReadIndex {
+        group: GroupId,
+        tx: oneshot::Sender<Result<Index, DriverError>>,
+    },
+    Status {
+        group: GroupId,
+        tx: oneshot::Sender<Result<GroupStatus, DriverError>>,
+    },
+    TransferLeader {
+        group: GroupId,
+        target: NodeId,
+        tx: oneshot::Sender<Result<(), DriverError>>,
+    },
+    ChangeMembership {
+        group: GroupId,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        tx: oneshot::Sender<Result<(), DriverError>>,
+    },
+    Snapshot {
+        group: GroupId,
+        tx: oneshot::Sender<Result<Index, DriverError>>,
+    },
+    Stats {
+        tx: oneshot::Sender<DriverStats>,
+    },
+    Shutdown {
+        tx: oneshot::Sender<()>,
+    },
+}
+
+/// A cloneable handle to a running driver. Every call goes through a bounded
+/// command channel; calls after the driver stopped fail with
+/// [`DriverError::Shutdown`].
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl DriverHandle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DriverError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| DriverError::Shutdown)?;
+        rx.await.map_err(|_| DriverError::Shutdown)
+    }
+
+    /// Propose `data` to `group` (this node must lead it). Resolves with the
+    /// entry's index once the entry is committed and applied locally.
+    pub async fn propose(&self, group: GroupId, data: Bytes) -> Result<Index, DriverError> {
+        self.call(|tx| Command::Propose { group, data, tx }).await?
+    }
+
+    /// A linearizable read point: resolves with an index once the local state
+    /// machine has applied at least that far, so a local read is then safe.
+    /// Works on followers and learners too (they ask the leader).
+    pub async fn read_index(&self, group: GroupId) -> Result<Index, DriverError> {
+        self.call(|tx| Command::ReadIndex { group, tx }).await?
+    }
+
+    pub async fn status(&self, group: GroupId) -> Result<GroupStatus, DriverError> {
+        self.call(|tx| Command::Status { group, tx }).await?
+    }
+
+    /// Start a leader transfer to `target` (0: the most up-to-date voter).
+    /// Resolves when the core accepted it, not when it completed.
+    pub async fn transfer_leader(&self, group: GroupId, target: NodeId) -> Result<(), DriverError> {
+        self.call(|tx| Command::TransferLeader { group, target, tx })
+            .await?
+    }
+
+    /// Start a joint-consensus membership change. Resolves when the core
+    /// accepted it, not when it completed.
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<(), DriverError> {
+        self.call(|tx| Command::ChangeMembership {
+            group,
+            voters,
+            learners,
+            tx,
+        })
+        .await?
+    }
+
+    /// Snapshot the group's state machine at its applied index, store the
+    /// image durably and let the core compact its log. Returns the index.
+    pub async fn snapshot(&self, group: GroupId) -> Result<Index, DriverError> {
+        self.call(|tx| Command::Snapshot { group, tx }).await?
+    }
+
+    pub async fn stats(&self) -> Result<DriverStats, DriverError> {
+        self.call(|tx| Command::Stats { tx }).await
+    }
+
+    /// Stop the driver: the round in progress finishes, pending waiters get
+    /// [`DriverError::Shutdown`], the log is synced and the transport shut
+    /// down. Resolves once the driver has stopped (at once if it already had).
+    pub async fn shutdown(&self) {
+        let _ = self.call(|tx| Command::Shutdown { tx }).await;
+    }
+}
+
+struct Group {
+    node: RaftNode,
+    sm: Box<dyn StateMachine>,
+    /// Proposals by index, with the term they were proposed in.
+    proposals: BTreeMap<Index, (Term, oneshot::Sender<Result<Index, DriverError>>)>,
+    reads: HashMap<ReadRequestId, oneshot::Sender<Result<Index, DriverError>>>,
+}
+
+/// The driver task. Start it with [`Driver::start`].
+pub struct Driver<D: Disk + Clone + 'static> {
+    opts: DriverOptions,
+    engine: LogEngine,
+    snaps: SnapStore<D>,
+    transport: Transport,
+    inbound: mpsc::Receiver<Message>,
+    inbound_open: bool,
+    cmd_rx: mpsc::Receiver<Command>,
+    groups: BTreeMap<GroupId, Group>,
+    next_read_id: ReadRequestId,
+    pending_purges: Vec<(GroupId, Index)>,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+    stopping: bool,
+    stats: DriverStats,
+}
+
+impl<D: Disk + Clone + 'static> Driver<D> {
+    /// Open the log engine in `dir/log` (snapshots in `dir/snapshots`) on
+    /// `disk`, recover or create every group of `groups`, and spawn the driver
+    /// task on the current tokio runtime. `transport` must already know its
+    /// peers' addresses (`Transport::set_peer`); `inbound` is the receiver
+    /// `Transport::bind` returned.
+    ///
+    /// The task performs the log engine's blocking file I/O itself: run it on
+    /// a runtime (or worker) that may block for an fsync.
+    pub fn start(
+        disk: D,
+        dir: impl Into<PathBuf>,
+        opts: DriverOptions,
+        transport: Transport,
+        inbound: mpsc::Receiver<Message>,
+        groups: Vec<GroupSpec>,
+    ) -> Result<(DriverHandle, JoinHandle<Result<(), DriverError>>), DriverError> {
+        if opts.tick_interval_ms == 0 || opts.command_queue == 0 || opts.max_inputs_per_round == 0 {
+            return Err(DriverError::InvalidOptions(
+                "tick_interval_ms, command_queue and max_inputs_per_round must be at least 1"
+                    .into(),
+            ));
+        }
+        let dir = dir.into();
+        let (engine, report) =
+            LogEngine::open(disk.clone(), dir.join("log"), opts.log_engine.clone())?;
+        if report.truncated_records > 0 {
+            warn!(?report, "log engine cut a torn tail on open");
+        }
+        let snaps = SnapStore::new(disk, dir.join("snapshots"));
+        let mut hosted = BTreeMap::new();
+        for spec in groups {
+            let gid = spec.config.group;
+            if spec.config.id != transport.node_id() {
+                return Err(DriverError::InvalidOptions(format!(
+                    "group {gid}: config id {} is not the transport's node id {}",
+                    spec.config.id,
+                    transport.node_id()
+                )));
+            }
+            if hosted.contains_key(&gid) {
+                return Err(DriverError::InvalidOptions(format!(
+                    "group {gid} given twice"
+                )));
+            }
+            let group = recover_group(&engine, &snaps, spec)?;
+            hosted.insert(gid, group);
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(opts.command_queue);
+        let driver = Driver {
+            opts,
+            engine,
+            snaps,
+            transport,
+            inbound,
+            inbound_open: true,
+            cmd_rx,
+            groups: hosted,
+            next_read_id: 0,
+            pending_purges: Vec::new(),
+            shutdown_waiters: Vec::new(),
+            stopping: false,
+            stats: DriverStats::default(),
+        };
+        let task = tokio::spawn(driver.run());
+        Ok((DriverHandle { tx: cmd_tx }, task))
+    }
+
+    async fn run(mut self) -> Result<(), DriverError> {
+        let mut interval = tokio::time::interval(Duration::from_millis(self.opts.tick_interval_ms));
+        // See the module docs: missed ticks are all delivered so that leases
+        // expire in real time after a pause.
+        interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        interval.tick().await; // the first tick completes at once
+        let result = loop {
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => self.stopping = true,
+                },
+                msg = self.inbound.recv(), if self.inbound_open => match msg {
+                    Some(m) => self.route(m),
+                    None => self.inbound_open = false,
+                },
+                _ = interval.tick() => self.tick_all(),
+            }
+            self.drain_inputs();
+            if let Err(e) = self.run_rounds() {
+                warn!(error = %e, "driver stopping after a fatal error");
+                break Err(e);
+            }
+            if self.stopping {
+                break Ok(());
+            }
+        };
+        self.close().await;
+        result
+    }
+
+    fn drain_inputs(&mut self) {
+        let mut budget = self.opts.max_inputs_per_round;
+        while budget > 0 && !self.stopping {
+            let mut progressed = false;
+            if let Ok(cmd) = self.cmd_rx.try_recv() {
+                self.command(cmd);
+                budget -= 1;
+                progressed = true;
+            }
+            if budget > 0
+                && self.inbound_open
+                && let Ok(m) = self.inbound.try_recv()
+            {
+                self.route(m);
+                budget -= 1;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn tick_all(&mut self) {
+        self.stats.ticks += 1;
+        for g in self.groups.values_mut() {
+            g.node.tick();
+        }
+    }
+
+    fn route(&mut self, m: Message) {
+        match self.groups.get_mut(&m.group) {
+            Some(g) => g.node.step(m),
+            None => self.stats.dropped_unknown_group += 1,
+        }
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.transport.send(m).is_err() {
+            self.stats.dropped_sends += 1;
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose { group, data, tx } => {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    let _ = tx.send(Err(DriverError::UnknownGroup(group)));
+                    return;
+                };
+                let term = g.node.term();
+                match g.node.propose(data) {
+                    Ok(index) => {
+                        if let Some((_, old)) = g.proposals.insert(index, (term, tx)) {
+                            let _ = old.send(Err(DriverError::Dropped { index }));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::ReadIndex { group, tx } => {
+                let Some(g) = self.groups.get_mut(&group) else {
+                    let _ = tx.send(Err(DriverError::UnknownGroup(group)));
+                    return;
+                };
+                self.next_read_id += 1;
+                let id = self.next_read_id;
+                match g.node.read_index(id) {
+                    Ok(()) => {
+                        g.reads.insert(id, tx);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::Status { group, tx } => {
+                let r = self
+                    .groups
+                    .get(&group)
+                    .map(|g| GroupStatus {
+                        role: g.node.role(),
+                        term: g.node.term(),
+                        leader: g.node.leader(),
+                        commit: g.node.commit_index(),
+                        applied: g.node.applied_index(),
+                        last_index: g.node.last_index(),
+                    })
+                    .ok_or(DriverError::UnknownGroup(group));
+                let _ = tx.send(r);
+            }
+            Command::TransferLeader { group, target, tx } => {
+                let r = match self.groups.get_mut(&group) {
+                    Some(g) => g.node.transfer_leader(target).map_err(DriverError::from),
+                    None => Err(DriverError::UnknownGroup(group)),
+                };
+                let _ = tx.send(r);
+            }
+            Command::ChangeMembership {
+                group,
+                voters,
+                learners,
+                tx,
+            } => {
+                let r = match self.groups.get_mut(&group) {
+                    Some(g) => g
+                        .node
+                        .change_membership(voters, learners)
+                        .map_err(DriverError::from),
+                    None => Err(DriverError::UnknownGroup(group)),
+                };
+                let _ = tx.send(r);
+            }
+            Command::Snapshot { group, tx } => {
+                let r = self.take_snapshot(group);
+                let _ = tx.send(r);
+            }
+            Command::Stats { tx } => {
+                let mut s = self.stats;
+                s.engine_fsyncs = self.engine.fsync_count();
+                let _ = tx.send(s);
+            }
+            Command::Shutdown { tx } => {
+                self.shutdown_waiters.push(tx);
+                self.stopping = true;
+            }
+        }
+    }
+
+    fn take_snapshot(&mut self, group: GroupId) -> Result<Index, DriverError> {
+        let g = self
+            .groups
+            .get_mut(&group)
+            .ok_or(DriverError::UnknownGroup(group))?;
+        let index = g.node.applied_index();
+        if g.sm.applied_index() != index {
+            return Err(DriverError::Admin(rhea_raft::AdminError::Invalid(format!(
+                "state machine applied {} but the core applied {index}",
+                g.sm.applied_index()
+            ))));
+        }
+        let data = g.sm.snapshot();
+        // The core checks the request and fixes term and membership; the image
+        // is then stored before any purge it allows can reach the log engine
+        // (that happens in a later round).
+        g.node.snapshot_done(index, data.clone())?;
+        let meta = g
+            .node
+            .snapshot_meta()
+            .cloned()
+            .ok_or_else(|| DriverError::Recovery {
+                group,
+                reason: "core has no snapshot after snapshot_done".into(),
+            })?;
+        if let Err(e) = self.snaps.save(group, &meta, &data) {
+            // The core already compacted; without the file a purge would lose
+            // data on restart. Stop rather than go on.
+            warn!(group, error = %e, "snapshot file write failed; stopping the driver");
+            self.stopping = true;
+            self.pending_purges.clear();
+            return Err(e);
+        }
+        Ok(index)
+    }
+
+    /// Execute readies until no group has one (bounded, to keep ticking fair).
+    fn run_rounds(&mut self) -> Result<(), DriverError> {
+        for _ in 0..64 {
+            if !self.round()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: every group's ready, one write. False when nothing to do.
+    fn round(&mut self) -> Result<bool, DriverError> {
+        let mut readies: Vec<(GroupId, Ready)> = Vec::new();
+        for (gid, g) in self.groups.iter_mut() {
+            if let Some(rd) = g.node.ready() {
+                readies.push((*gid, rd));
+            }
+        }
+        if readies.is_empty() && self.pending_purges.is_empty() {
+            return Ok(false);
+        }
+        // Step 3 of Ready: messages may leave before the write.
+        for (_, rd) in readies.iter_mut() {
+            for m in std::mem::take(&mut rd.messages) {
+                self.send(m);
+            }
+        }
+        // Snapshot images first, so the engine never records an install whose
+        // image is not durable.
+        for (gid, rd) in &readies {
+            if let Some(s) = &rd.snapshot {
+                self.snaps.save(*gid, &s.meta, &s.data)?;
+            }
+        }
+        let mut batch = WriteBatch::new();
+        let mut must_sync = false;
+        let mut groups_written = 0;
+        for (gid, rd) in readies.iter_mut() {
+            let mut wrote = false;
+            if let Some(s) = &rd.snapshot {
+                batch.install_snapshot(*gid, s.meta.clone());
+                wrote = true;
+            }
+            if !rd.entries.is_empty() {
+                batch.append(*gid, rd.entries.clone());
+                wrote = true;
+            }
+            if let Some(hs) = rd.hard_state {
+                batch.set_hard_state(*gid, hs);
+                wrote = true;
+            }
+            must_sync |= rd.must_sync;
+            groups_written += u64::from(wrote);
+        }
+        let purged = !self.pending_purges.is_empty();
+        for (gid, to) in self.pending_purges.drain(..) {
+            batch.purge(gid, to);
+        }
+        if !batch.is_empty() {
+            let sync = must_sync && self.opts.sync_writes;
+            self.engine.write(&batch, sync)?;
+            self.stats.writes += 1;
+            self.stats.synced_writes += u64::from(sync);
+            self.stats.last_write_groups = groups_written;
+        }
+        if purged {
+            let report = self.engine.purge()?;
+            if !report.removed.is_empty() {
+                info!(removed = report.removed.len(), "log engine purged segments");
+            }
+        }
+        // The write returned (durable if it had to be): the rest of the ready.
+        for (gid, rd) in readies {
+            for m in rd.persisted_messages {
+                self.send(m);
+            }
+            let Some(g) = self.groups.get_mut(&gid) else {
+                continue;
+            };
+            if let Some(s) = rd.snapshot {
+                let last = s.meta.last_index;
+                g.sm.restore(s.data);
+                let superseded: Vec<Index> = g.proposals.range(..=last).map(|(i, _)| *i).collect();
+                for index in superseded {
+                    if let Some((_, tx)) = g.proposals.remove(&index) {
+                        let _ = tx.send(Err(DriverError::Dropped { index }));
+                    }
+                }
+            }
+            if !rd.committed_entries.is_empty() {
+                g.sm.apply(gid, &rd.committed_entries);
+                for e in &rd.committed_entries {
+                    if let Some((term, tx)) = g.proposals.remove(&e.index) {
+                        let r = if term == e.term {
+                            Ok(e.index)
+                        } else {
+                            Err(DriverError::Dropped { index: e.index })
+                        };
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+            for rs in rd.reads {
+                if let Some(tx) = g.reads.remove(&rs.request_id) {
+                    let _ = tx.send(rs.result.map_err(DriverError::from));
+                }
+            }
+            if let Some(to) = rd.compacted_to {
+                self.pending_purges.push((gid, to));
+            }
+            for ev in rd.events {
+                info!(group = gid, event = ?ev, "raft event");
+            }
+            g.node.advance();
+        }
+        Ok(true)
+    }
+
+    async fn close(mut self) {
+        // Waiters are answered by dropping their senders (Shutdown).
+        self.groups.clear();
+        if let Err(e) = self.engine.sync() {
+            warn!(error = %e, "log sync on shutdown failed");
+        }
+        self.transport.shutdown().await;
+        self.cmd_rx.close();
+        for tx in self.shutdown_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+        // Answer shutdown requests that raced with the stop.
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            if let Command::Shutdown { tx } = cmd {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Build a group's raft node from what is stored (or bootstrap it).
+fn recover_group<D: Disk>(
+    engine: &LogEngine,
+    snaps: &SnapStore<D>,
+    spec: GroupSpec,
+) -> Result<Group, DriverError> {
+    let GroupSpec {
+        config,
+        initial_membership,
+        mut state_machine,
+    } = spec;
+    let gid = config.group;
+    let snapshot = snaps.load_latest(gid)?;
+    let stored = engine.groups().contains(&gid);
+    let bootstrap = if !stored && snapshot.is_none() {
+        match initial_membership {
+            Some(membership) => Bootstrap::NewGroup { membership },
+            None => Bootstrap::Join,
+        }
+    } else {
+        let recovery = |reason: String| DriverError::Recovery { group: gid, reason };
+        let base = snapshot.as_ref().map_or(0, |s| s.meta.last_index);
+        if let Some(meta) = engine.snapshot_meta(gid)
+            && meta.last_index > base
+        {
+            return Err(recovery(format!(
+                "the log records a snapshot at {} but the newest snapshot file is at {base}",
+                meta.last_index
+            )));
+        }
+        let first = engine.first_index(gid).unwrap_or(1);
+        let last = engine.last_index(gid).unwrap_or(0);
+        if first > base + 1 && last > base {
+            return Err(recovery(format!(
+                "the log starts at {first} but the snapshot ends at {base}"
+            )));
+        }
+        let entries = if last > base {
+            engine.entries(gid, base + 1, last + 1)?
+        } else {
+            Vec::new()
+        };
+        if let Some(s) = &snapshot {
+            state_machine.restore(s.data.clone());
+        }
+        let applied = state_machine.applied_index();
+        Bootstrap::Restore(RestoreState {
+            hard_state: engine.hard_state(gid).unwrap_or_default(),
+            snapshot,
+            entries,
+            applied,
+        })
+    };
+    let node = RaftNode::new(config, bootstrap)?;
+    Ok(Group {
+        node,
+        sm: state_machine,
+        proposals: BTreeMap::new(),
+        reads: HashMap::new(),
+    })
+}

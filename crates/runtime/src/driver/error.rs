@@ -1,0 +1,111 @@
+//! The driver's error type: rhea_raft's errors mapped for API callers, plus
+//! storage, recovery and lifecycle failures.
+
+use std::path::PathBuf;
+
+use rhea_raft::{
+    AdminError, ConfigError, GroupId, Index, NO_NODE, NodeId, ProposeError, ReadError,
+};
+use thiserror::Error;
+
+use crate::error::LogEngineError;
+use crate::transport::TransportError;
+
+/// Everything a [`super::DriverHandle`] call or the driver itself can fail with.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// This driver does not host the group.
+    #[error("group {0} is not hosted by this node")]
+    UnknownGroup(GroupId),
+    /// Only the leader can do this; `leader_hint` is the leader this node
+    /// knows of (0: none known).
+    #[error("not leader (leader hint: {leader_hint})")]
+    NotLeader { leader_hint: NodeId },
+    /// The core refused the proposal (other than not being leader).
+    #[error("proposal refused: {0}")]
+    Propose(ProposeError),
+    /// The core refused or failed the read (other than not being leader).
+    #[error("read refused: {0}")]
+    Read(ReadError),
+    /// The core refused the admin request (other than not being leader).
+    #[error("admin request refused: {0}")]
+    Admin(AdminError),
+    /// The proposed entry was not applied as proposed: another leader's entry
+    /// replaced it, or a snapshot install superseded it (outcome unknown).
+    #[error("entry {index} was not applied as proposed (replaced, or superseded by a snapshot)")]
+    Dropped { index: Index },
+    /// The driver stopped (shutdown, or a fatal storage error) before answering.
+    #[error("the driver is shut down")]
+    Shutdown,
+    /// The log engine failed; the driver stops (the engine is poisoned).
+    #[error("storage: {0}")]
+    Storage(#[from] LogEngineError),
+    /// A snapshot file could not be written or read.
+    #[error("snapshot file {}: {reason}", path.display())]
+    Snapshot { path: PathBuf, reason: String },
+    /// A group's durable state cannot be turned into a raft node.
+    #[error("recovery of group {group}: {reason}")]
+    Recovery { group: GroupId, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("invalid driver options: {0}")]
+    InvalidOptions(String),
+}
+
+impl From<ProposeError> for DriverError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { leader_hint } => DriverError::NotLeader { leader_hint },
+            other => DriverError::Propose(other),
+        }
+    }
+}
+
+impl From<ReadError> for DriverError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotLeader { leader_hint } => DriverError::NotLeader { leader_hint },
+            other => DriverError::Read(other),
+        }
+    }
+}
+
+impl From<AdminError> for DriverError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::NotLeader { leader_hint } => DriverError::NotLeader { leader_hint },
+            other => DriverError::Admin(other),
+        }
+    }
+}
+
+impl DriverError {
+    /// True for errors after which retrying elsewhere or later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            DriverError::NotLeader { .. }
+                | DriverError::Dropped { .. }
+                | DriverError::Propose(
+                    ProposeError::Transferring | ProposeError::Backpressure { .. }
+                )
+                | DriverError::Read(
+                    ReadError::RetryLater
+                        | ReadError::Busy
+                        | ReadError::Timeout
+                        | ReadError::Backpressure { .. }
+                )
+                | DriverError::Admin(AdminError::RetryLater | AdminError::Transferring)
+        )
+    }
+
+    /// The leader hint of a `NotLeader` error (`NO_NODE` otherwise).
+    pub fn leader_hint(&self) -> NodeId {
+        match self {
+            DriverError::NotLeader { leader_hint } => *leader_hint,
+            _ => NO_NODE,
+        }
+    }
+}
