@@ -731,3 +731,33 @@ fn membership_changes_under_random_faults() {
         "{completed} changes completed"
     );
 }
+
+#[test]
+fn force_reset_membership_recovers_from_losing_a_majority() {
+    // Unsafe manual recovery (SOFAJRaft resetPeers): two of three voters are
+    // gone for good; the survivor is told it is alone, elects itself, writes the
+    // forced configuration into the log and accepts writes again.
+    let mut net = Network::new(&[1, 2, 3]);
+    let l = net.elect_any();
+    let idx = net.propose(l, &b"before"[..]);
+    net.tick_all(2);
+    let others: Vec<NodeId> = [1, 2, 3].into_iter().filter(|id| *id != l).collect();
+    for id in &others {
+        net.crash(*id);
+    }
+    // Without a quorum nothing new commits.
+    net.tick_all(3 * ET);
+    assert!(!net.node(l).is_leader() || net.node(l).commit_index() >= idx);
+    net.node_mut(l)
+        .force_reset_membership([l].into())
+        .expect("reset accepted");
+    net.tick_until(10 * ET, |net| net.node(l).is_leader())
+        .expect("the survivor leads alone");
+    assert_eq!(net.node(l).membership().voters, [l].into());
+    let after = net.propose(l, &b"after"[..]);
+    net.tick_all(2);
+    assert!(net.node(l).commit_index() >= after);
+    // The forced configuration is in the log, so it survives a restart.
+    net.restart(l);
+    assert_eq!(net.node(l).membership().voters, [l].into());
+}

@@ -315,3 +315,39 @@ fn reads_are_linearizable_under_random_faults() {
     }
     assert!(served > salts * 50, "only {served} reads served");
 }
+
+#[test]
+fn a_leader_transfer_invalidates_the_lease_at_once() {
+    // The transfer target is elected without waiting for the old leader's lease
+    // to run out (its vote requests carry leader_transfer), so the old leader
+    // must stop serving lease reads the moment the transfer starts, and must not
+    // resume on acknowledgements of messages sent before it.
+    let mut net = Network::new(&[1, 2, 3]);
+    let l = net.elect_any();
+    net.tick_all(2);
+    assert!(net.node(l).lease_valid());
+    let (target, _) = followers(l);
+    // Hold the TimeoutNow so the old leader stays leader for a while.
+    net.set_filter(|m| !matches!(m.body, MessageBody::TimeoutNow));
+    net.node_mut(l)
+        .transfer_leader(target)
+        .expect("transfer starts");
+    assert!(
+        !net.node(l).lease_valid(),
+        "lease survived the start of a transfer"
+    );
+    assert_eq!(
+        net.node_mut(l).read_index_with(7, ReadMode::LeaseBased),
+        Err(ReadError::Busy)
+    );
+    // The transfer aborts after an election timeout; only acknowledgements of
+    // heartbeats sent after the transfer started renew the lease.
+    net.tick_until(3 * ET, |net| !net.node(l).transferring_leadership())
+        .expect("transfer aborts");
+    assert!(net.node(l).is_leader());
+    net.tick_all(2);
+    assert!(
+        net.node(l).lease_valid(),
+        "lease renewed by fresh acknowledgements"
+    );
+}

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         }
     }
     eprintln!(
-        "elapsed: {:.1}s; totals: {} events, {} sim ticks, {} ops ok ({} lease reads of which {} on the lease fast path, {} follower reads, {} reads through the log), {} ops with unknown outcome, {} messages sent ({} dropped), {} crashes, {} leader changes, {} transfers started, {} membership changes, {} snapshots taken, {} installed",
+        "elapsed: {:.1}s; totals: {} events, {} sim ticks, {} ops ok ({} lease reads, {} lease attempts answered without a heartbeat round, {} follower reads, {} reads through the log), {} ops with unknown outcome, {} messages sent ({} dropped), {} crashes, {} leader changes, {} transfers started, {} membership changes, {} snapshots taken, {} installed",
         started.elapsed().as_secs_f64(),
         total.events,
         total.sim_time_ticks,

@@ -79,13 +79,32 @@ pub struct SimReport {
 
 #[derive(Clone, Debug)]
 enum Ev {
-    Tick { node: NodeId, inc: u64 },
+    Tick {
+        node: NodeId,
+        inc: u64,
+    },
     Deliver(Message),
-    SyncDone { node: NodeId, inc: u64 },
-    Client { client: u64 },
-    AttemptTimeout { client: u64, attempt: u64 },
+    SyncDone {
+        node: NodeId,
+        inc: u64,
+    },
+    Client {
+        client: u64,
+    },
+    AttemptTimeout {
+        client: u64,
+        attempt: u64,
+    },
     Nemesis,
-    Restart { node: NodeId },
+    Restart {
+        node: NodeId,
+    },
+    /// Crash a node if it is still the same incarnation (used to kill leaders
+    /// right after their election, the Figure 8 pattern).
+    Crash {
+        node: NodeId,
+        inc: u64,
+    },
     HealPartition,
 }
 
@@ -254,6 +273,9 @@ struct Knobs {
     max_inflight_appends: usize,
     /// Election priorities for the initial voters (SOFAJRaft electionPriority).
     priorities: bool,
+    /// Per mille of elections after which the new leader is crashed within
+    /// two ticks: leaders that die having replicated only part of their log.
+    kill_new_leader_per_mille: u64,
 }
 
 pub struct Sim {
@@ -304,6 +326,7 @@ impl Sim {
             max_append_entries: [1, 2, 16][rng.range(0, 3) as usize],
             max_inflight_appends: [1, 4, 64][rng.range(0, 3) as usize],
             priorities: rng.chance(1, 3),
+            kill_new_leader_per_mille: [0, 100, 300][rng.range(0, 3) as usize],
         };
         let mut sim = Sim {
             opts,
@@ -625,6 +648,15 @@ impl Sim {
                 }
                 Ok(())
             }
+            Ev::Crash { node, inc } => {
+                let n = &self.nodes[(node - 1) as usize];
+                if self.phase == Phase::Chaos && n.alive && n.inc == inc {
+                    self.crash(node);
+                    let d = self.rng.range(2, 30) * TICK;
+                    self.schedule(d, Ev::Restart { node });
+                }
+                Ok(())
+            }
             Ev::HealPartition => {
                 if !self.blocked.is_empty() {
                     self.log(|| "partition healed".into());
@@ -684,6 +716,15 @@ impl Sim {
                     self.last_leader = id;
                 }
                 self.log(|| format!("node {id} is leader of term {}", ss.term));
+                let down = self.nodes.iter().filter(|n| !n.alive).count();
+                if self.phase == Phase::Chaos
+                    && down < 2
+                    && self.rng.chance(self.knobs.kill_new_leader_per_mille, 1000)
+                {
+                    let inc = self.nodes[idx].inc;
+                    let after = self.rng.range(TICK / 10, 2 * TICK);
+                    self.schedule(after, Ev::Crash { node: id, inc });
+                }
             }
             // Stage A: write (unsynced) and send what may leave before the sync.
             let node = &mut self.nodes[idx];
