@@ -18,7 +18,12 @@ pub enum ReadMode {
 pub struct Config {
     pub id: NodeId,
     pub group: GroupId,
-    /// Seed of the node's private RNG (randomised election timeouts).
+    /// Seed of the node's private RNG (randomised election timeouts, read
+    /// batch ids). **Must differ at every start of the same node**: the ids of
+    /// follower read batches are drawn from it, and a restarted node that reused
+    /// its seed could take a late answer meant for its previous incarnation as
+    /// the answer to a new read. Drivers derive it from the OS; the simulator
+    /// from the run seed and the incarnation.
     pub seed: u64,
     /// Base election timeout. The effective timeout is drawn from
     /// `[election_timeout_ticks, 2 * election_timeout_ticks)` at every reset.

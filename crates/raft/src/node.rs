@@ -250,6 +250,7 @@ impl RaftNode {
             // The bootstrap entry and term go out in the first ready.
             node.prev_hard = HardState::default();
         }
+        node.reads.next_batch_id = node.rng.next_u64();
         node.role = node.follower_role();
         node.target_priority = node.membership().max_priority();
         node.reset_election_timeout();
@@ -943,7 +944,7 @@ impl RaftNode {
                 self.handle_read_index_request(m.from, batch_id)
             }
             MessageBody::ReadIndexResponse { batch_id, result } => {
-                self.handle_read_index_response(batch_id, result)
+                self.handle_read_index_response(m.from, batch_id, result)
             }
         }
     }
@@ -1298,11 +1299,21 @@ impl RaftNode {
 
     fn handle_read_index_response(
         &mut self,
+        from: NodeId,
         batch_id: u64,
         result: Result<Index, ReadIndexFailure>,
     ) {
-        let Some((_, ids)) = self.reads.follower_batches.remove(&batch_id) else {
+        // Only the node the batch was sent to may answer it.
+        if self
+            .reads
+            .follower_batches
+            .get(&batch_id)
+            .is_none_or(|(_, asked, _)| *asked != from)
+        {
             self.counters.dropped_unexpected += 1;
+            return;
+        }
+        let Some((_, _, ids)) = self.reads.follower_batches.remove(&batch_id) else {
             return;
         };
         for id in ids {
@@ -1320,11 +1331,11 @@ impl RaftNode {
             .reads
             .follower_batches
             .iter()
-            .filter(|(_, (started, _))| now >= started + et)
+            .filter(|(_, (started, _, _))| now >= started + et)
             .map(|(id, _)| *id)
             .collect();
         for b in expired {
-            if let Some((_, ids)) = self.reads.follower_batches.remove(&b) {
+            if let Some((_, _, ids)) = self.reads.follower_batches.remove(&b) {
                 for id in ids {
                     self.reads.fail(id, ReadError::Timeout);
                 }
@@ -2133,13 +2144,13 @@ impl RaftNode {
                 }
                 return;
             }
-            self.reads.next_batch_id += 1;
+            self.reads.next_batch_id = self.reads.next_batch_id.wrapping_add(1);
             let batch_id = self.reads.next_batch_id;
             let ids = std::mem::take(&mut self.reads.follower_unsent);
+            let leader = self.leader;
             self.reads
                 .follower_batches
-                .insert(batch_id, (self.now, ids));
-            let leader = self.leader;
+                .insert(batch_id, (self.now, leader, ids));
             self.send(leader, MessageBody::ReadIndexRequest { batch_id }, false);
         }
     }

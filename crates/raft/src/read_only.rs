@@ -51,8 +51,11 @@ pub(crate) struct ReadOnly {
     pub batches: VecDeque<LeaderBatch>,
     /// Follower: waiting to be sent to the leader.
     pub follower_unsent: Vec<ReadRequestId>,
-    /// Follower: sent to the leader, by batch id: (started, requests).
-    pub follower_batches: BTreeMap<u64, (Tick, Vec<ReadRequestId>)>,
+    /// Follower: sent to the leader, by batch id: (started, leader asked, requests).
+    pub follower_batches: BTreeMap<u64, (Tick, NodeId, Vec<ReadRequestId>)>,
+    /// Batch ids start at a random point drawn at node creation, so that an
+    /// answer meant for a previous incarnation of this node (same term, same
+    /// leader, late delivery) is not taken for the answer to a new batch.
     pub next_batch_id: u64,
     /// Confirmed reads waiting for the applied index to reach their read index.
     pub waiting_apply: BTreeMap<Index, Vec<ReadRequestId>>,
@@ -68,7 +71,7 @@ impl ReadOnly {
             + self
                 .follower_batches
                 .values()
-                .map(|(_, r)| r.len())
+                .map(|(_, _, r)| r.len())
                 .sum::<usize>()
             + self.waiting_apply.values().map(Vec::len).sum::<usize>()
     }

@@ -758,6 +758,10 @@ fn recover_group<D: Disk>(
             applied,
         })
     };
+    // The core requires a seed that differs at every start (follower read
+    // batch ids are drawn from it): mix in a per-start nonce.
+    let mut config = config;
+    config.seed ^= start_nonce();
     let node = RaftNode::new(config, bootstrap)?;
     Ok(Group {
         node,
@@ -765,4 +769,21 @@ fn recover_group<D: Disk>(
         proposals: BTreeMap::new(),
         reads: HashMap::new(),
     })
+}
+
+/// A value that differs at every start of the process (and between groups
+/// recovered in one start): wall-clock nanoseconds, the process id and a
+/// counter, mixed. Not secret, only distinct.
+fn start_nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let raw = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    rhea_raft::SplitMix64::new(raw).next_u64()
 }

@@ -41,8 +41,10 @@
 //! maintained incrementally (Zobrist hashing: the XOR of a fixed random word
 //! per member). A lookup therefore costs one hash of the model state and one
 //! table probe, and bitsets are compared exactly only when the hashes match.
-//! The search places operations roughly in call order, so each bitset is all
-//! ones up to a low-water mark, and the memo stores only the words above it.
+//! The search places operations roughly in call order and never beyond the
+//! first pending return, so each bitset is all ones below a low-water mark
+//! and all zeros above a high-water mark. The memo stores only the few words
+//! in between.
 //!
 //! # Operations with unknown outcome
 //!
@@ -52,7 +54,7 @@
 //! such an operation is legal in every state ([`Model::unknown_outcome`]),
 //! it becomes *deferrable*: leaving it out is never the reason a
 //! linearization fails, because it can always be appended at the end. The
-//! search exploits that in five ways:
+//! search exploits that in several ways:
 //!
 //! * Deferrable operations are kept off the entry list and tried only after
 //!   every ordinary candidate has failed. Once only deferrable operations
@@ -70,9 +72,16 @@
 //!   ([`UnknownOutcome::BlindWrite`]) are always absorbed, so only the other
 //!   deferrable operations that change the current state are tried; those
 //!   are looked up in a per-state cache.
+//! * *Lookahead*: otherwise, a deferrable `p` is tried only if some ordinary
+//!   candidate `y` can do something right after `p` that it cannot do
+//!   without it, or if a chain of deferrable operations may start with `p`.
+//!   Otherwise placing `y` first and `p` at the end is at least as good. A
+//!   blind write always leaves the same state, so the blind writes that can
+//!   help `y` are computed once per `y` and grouped by `y`'s result, and a
+//!   failing configuration finds the useful ones without trying them all.
 //!
-//! Together these make a never-observed timed-out write cost a few probes
-//! rather than a factor of two.
+//! Together these make a never-observed timed-out write cost next to
+//! nothing, rather than a factor of two.
 //!
 //! # Partitioning
 //!
@@ -87,8 +96,13 @@
 //! The search is exponential in the worst case, so it takes a budget of
 //! search steps and answers [`CheckResult::Unknown`] when the budget runs out.
 //! Each step stores at most one configuration, so memory is bounded by the
-//! budget too: roughly 100 to 250 bytes per step in the worst case for the
-//! register model.
+//! budget too. With the register model it was 30 to 60 bytes per step on
+//! hard histories, so a budget of ten million steps stays under a gigabyte.
+//! Decidable histories usually need only a few steps per operation: a
+//! linearizable one is typically confirmed without much backtracking.
+//! Refuting a history means exhausting every alternative before the
+//! violation, which costs the most when many clients overlap on one key.
+//!
 //! A violation comes with the longest linearizable prefix the search found
 //! and the operations that could have come next, none of which fit. That is
 //! usually enough to see what went wrong.
@@ -192,6 +206,7 @@ pub enum CheckResult {
 
 impl CheckResult {
     /// `true` only for [`CheckResult::Linearizable`].
+    #[must_use]
     pub fn is_linearizable(&self) -> bool {
         matches!(self, CheckResult::Linearizable)
     }
@@ -204,8 +219,8 @@ impl CheckResult {
 /// `max_search_steps` search steps are taken before giving up with
 /// [`CheckResult::Unknown`]. A step considers one candidate and stores at
 /// most one configuration. Expect a few million steps per second in release
-/// builds and, in the worst case, a few hundred bytes of memory per step.
-/// Most histories need only a few steps per operation.
+/// builds and some tens of bytes of memory per step (see the module
+/// documentation). Most histories need only a few steps per operation.
 #[must_use]
 pub fn check_operations<M: Model>(
     model: &M,
@@ -260,11 +275,11 @@ impl EntryList {
             next: vec![NIL; nodes],
             prev: vec![NIL; nodes],
         };
-        let mut last = HEAD;
+        let mut tail = HEAD;
         for node in members {
-            list.next[last] = node;
-            list.prev[node] = last;
-            last = node;
+            list.next[tail] = node;
+            list.prev[node] = tail;
+            tail = node;
         }
         list
     }
@@ -420,16 +435,16 @@ impl<'a, I, O> Prepared<'a, I, O> {
 // Hashing and the memo table.
 // ---------------------------------------------------------------------------
 
-/// A small, fast, non-cryptographic hasher (multiply-rotate, in the style of
-/// the Firefox/rustc hasher). Good enough for memo keys, which are mixed
-/// again before use.
+/// A small, fast, non-cryptographic hasher: each word is folded in with a
+/// rotate, an xor and a multiplication by an odd constant. Good enough for
+/// hash-table keys; memo keys are mixed again before use.
 #[derive(Default, Clone, Copy)]
 struct FxHasher {
     hash: u64,
 }
 
 impl FxHasher {
-    const MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
     fn add(&mut self, word: u64) {
         self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::MULTIPLIER);
@@ -480,7 +495,7 @@ impl Hasher for FxHasher {
 
 type FxBuildHasher = BuildHasherDefault<FxHasher>;
 
-/// The SplitMix64 finaliser: a cheap bijection that spreads every input bit
+/// The `SplitMix64` finaliser: a cheap bijection that spreads every input bit
 /// over the whole word.
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -501,16 +516,24 @@ fn config_hash(set_hash: u64, state_hash: u64) -> u64 {
 
 /// The set of linearized operations: a bitset plus its Zobrist hash.
 ///
-/// Required operations occupy the low bits, in call order; deferrable ones
-/// follow from the next word boundary, and the padding bits in between are
-/// permanently set. The search places required operations roughly in call
-/// order, so the bitset is all ones up to a low-water word `lo` that moves
-/// forward as the search does. The memo stores only the words from `lo` on,
-/// which keeps its entries a few words long whatever the history's length.
+/// Required operations occupy the low words, in call order; deferrable ones
+/// follow in words of their own. The search places required operations
+/// roughly in call order and never beyond the frontier, so the required
+/// words are all ones below a low-water word `lo` and all zeros from a
+/// high-water word `end` on. The memo stores only the required words in
+/// between, plus the deferrable words, which keeps its entries a few words
+/// long whatever the history's length.
 struct OpSet {
     bits: Vec<u64>,
-    /// The first word that is not all ones.
+    /// Number of words holding required operations; the rest hold
+    /// deferrable ones.
+    required_words: usize,
+    /// The valid bits of the last required word.
+    last_required_mask: u64,
+    /// The first required word that is not full.
     lo: usize,
+    /// One past the last non-zero required word, and at least `lo`.
+    end: usize,
     hash: u64,
     /// Bit position of each operation.
     position: Vec<usize>,
@@ -522,7 +545,8 @@ impl OpSet {
     /// An empty set over operations whose deferrability is given in id order.
     fn new(deferrable: &[bool]) -> Self {
         let required = deferrable.iter().filter(|&&d| !d).count();
-        let deferred_base = required.div_ceil(64) * 64;
+        let required_words = required.div_ceil(64);
+        let deferred_base = required_words * 64;
         let (mut next_required, mut next_deferred) = (0, deferred_base);
         let position = deferrable
             .iter()
@@ -536,28 +560,31 @@ impl OpSet {
                 *counter - 1
             })
             .collect();
-        let mut bits = vec![0; next_deferred.div_ceil(64)];
-        if required % 64 != 0 {
-            bits[required / 64] = u64::MAX << (required % 64);
-        }
         let zobrist = (0..deferrable.len() as u64)
             .map(|i| mix64((i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
             .collect();
-        let mut set = OpSet {
-            bits,
+        OpSet {
+            bits: vec![0; next_deferred.div_ceil(64)],
+            required_words,
+            last_required_mask: match required % 64 {
+                0 => u64::MAX,
+                r => (1 << r) - 1,
+            },
             lo: 0,
+            end: 0,
             hash: 0,
             position,
             zobrist,
-        };
-        set.advance_lo();
-        set
+        }
     }
 
-    fn advance_lo(&mut self) {
-        while self.bits.get(self.lo) == Some(&u64::MAX) {
-            self.lo += 1;
-        }
+    fn is_full(&self, word: usize) -> bool {
+        let mask = if word + 1 == self.required_words {
+            self.last_required_mask
+        } else {
+            u64::MAX
+        };
+        self.bits[word] == mask
     }
 
     fn toggle(&mut self, id: usize) {
@@ -565,11 +592,24 @@ impl OpSet {
         let word = bit / 64;
         self.bits[word] ^= 1 << (bit % 64);
         self.hash ^= self.zobrist[id];
+        if word >= self.required_words {
+            return;
+        }
         if word < self.lo {
             self.lo = word;
         } else if word == self.lo {
-            self.advance_lo();
+            while self.lo < self.required_words && self.is_full(self.lo) {
+                self.lo += 1;
+            }
         }
+        if self.bits[word] != 0 {
+            self.end = self.end.max(word + 1);
+        } else if word + 1 == self.end {
+            while self.end > self.lo && self.bits[self.end - 1] == 0 {
+                self.end -= 1;
+            }
+        }
+        self.end = self.end.max(self.lo);
     }
 
     fn contains(&self, id: usize) -> bool {
@@ -581,6 +621,14 @@ impl OpSet {
     fn hash_without(&self, id: usize) -> u64 {
         self.hash ^ self.zobrist[id]
     }
+
+    /// The words the memo stores: required words `lo..end`, then the
+    /// deferrable words.
+    fn stored_words(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (self.lo..self.end)
+            .chain(self.required_words..self.bits.len())
+            .map(|word| (word, self.bits[word]))
+    }
 }
 
 struct MemoEntry<S> {
@@ -589,9 +637,10 @@ struct MemoEntry<S> {
     next: usize,
     /// Fully explored without finding a linearization.
     closed: bool,
-    /// The set's low-water word; the words from it on are stored in
-    /// `Memo::sets` starting at `start`.
+    /// The set's `lo` and `end`; its stored words are in `Memo::sets` from
+    /// `start` on.
     lo: usize,
+    end: usize,
     start: usize,
 }
 
@@ -602,37 +651,43 @@ struct Memo<S> {
     heads: HashMap<u64, usize, FxBuildHasher>,
     entries: Vec<MemoEntry<S>>,
     sets: Vec<u64>,
-    width: usize,
 }
 
 impl<S: Eq> Memo<S> {
-    fn new(width: usize) -> Self {
+    fn new() -> Self {
         Memo {
             heads: HashMap::default(),
             entries: Vec::new(),
             sets: Vec::new(),
-            width,
         }
     }
 
-    /// Whether entry `idx` holds `set` minus member `without` (if given).
+    /// Whether entry `idx` holds `set` minus deferrable member `without` (if
+    /// given).
     fn holds(&self, idx: usize, set: &OpSet, without: Option<usize>) -> bool {
         let entry = &self.entries[idx];
-        let (word, mask) = without.map_or((NIL, 0), |id| {
-            let bit = set.position[id];
-            (bit / 64, 1u64 << (bit % 64))
-        });
-        // Removing a member below the low-water word lowers it.
-        let lo = set.lo.min(word);
-        if entry.lo != lo {
+        if entry.lo != set.lo || entry.end != set.end {
             return false;
         }
-        let stored = &self.sets[entry.start..entry.start + (self.width - lo)];
-        stored
-            .iter()
-            .zip(&set.bits[lo..])
-            .enumerate()
-            .all(|(i, (&s, &c))| s == if lo + i == word { c & !mask } else { c })
+        let (removed_word, mask) = match without {
+            Some(id) => {
+                let bit = set.position[id];
+                if bit / 64 < set.required_words {
+                    // Only deferrable members are ever removed.
+                    return false;
+                }
+                (bit / 64, 1u64 << (bit % 64))
+            }
+            None => (NIL, 0),
+        };
+        let stored = &self.sets[entry.start..];
+        set.stored_words().zip(stored).all(|((word, bits), &s)| {
+            s == if word == removed_word {
+                bits & !mask
+            } else {
+                bits
+            }
+        })
     }
 
     /// Find the configuration (`set` minus `without`, `state`), whose key is
@@ -657,9 +712,10 @@ impl<S: Eq> Memo<S> {
             next,
             closed: false,
             lo: set.lo,
+            end: set.end,
             start: self.sets.len(),
         });
-        self.sets.extend_from_slice(&set.bits[set.lo..]);
+        self.sets.extend(set.stored_words().map(|(_, bits)| bits));
         idx
     }
 
@@ -845,7 +901,7 @@ impl<'p, 'a, M: Model> Searcher<'p, 'a, M> {
     fn new(model: &'p M, history: &'p Prepared<'a, M::Input, M::Output>) -> Self {
         let deferrable: Vec<bool> = history.ops.iter().map(|op| op.deferrable).collect();
         let set = OpSet::new(&deferrable);
-        let mut memo = Memo::new(set.bits.len());
+        let mut memo = Memo::new();
         let init = model.init();
         let blind_result: Vec<Option<M::State>> = history
             .ops
@@ -1278,6 +1334,7 @@ pub enum KvInput {
 
 impl KvInput {
     /// The key the request addresses.
+    #[must_use]
     pub fn key(&self) -> u64 {
         match *self {
             KvInput::Put { key, .. } | KvInput::Get { key } | KvInput::Cas { key, .. } => key,
@@ -1511,11 +1568,13 @@ pub struct KvCheckReport {
 
 impl KvCheckReport {
     /// `true` if every key was proven linearizable.
+    #[must_use]
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty()
     }
 
     /// `true` if some key was proven not linearizable.
+    #[must_use]
     pub fn has_violation(&self) -> bool {
         self.failures
             .iter()
@@ -1523,6 +1582,7 @@ impl KvCheckReport {
     }
 
     /// `true` if the budget ran out on some key.
+    #[must_use]
     pub fn has_unknown(&self) -> bool {
         self.failures
             .iter()
@@ -1758,7 +1818,6 @@ mod tests {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn cas(
         client_id: u64,
         key: u64,
@@ -2586,6 +2645,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn op_set_tracks_its_water_marks() {
+        let mut rng = Rng(9);
+        let deferrable: Vec<bool> = (0..300).map(|_| rng.percent(20)).collect();
+        let mut set = OpSet::new(&deferrable);
+        let mut members = vec![false; deferrable.len()];
+        let mut memo = Memo::new();
+        for round in 0..20_000 {
+            // Favour low ids so that `lo` actually moves.
+            let id = (rng.below(300) * rng.below(300) / 300) as usize;
+            set.toggle(id);
+            members[id] = !members[id];
+
+            assert!(set.lo <= set.end && set.end <= set.required_words);
+            assert!((0..set.lo).all(|w| set.is_full(w)), "round {round}");
+            assert!(set.lo == set.required_words || !set.is_full(set.lo));
+            assert!((set.end..set.required_words).all(|w| set.bits[w] == 0));
+            let hash = members
+                .iter()
+                .enumerate()
+                .filter(|&(_, &m)| m)
+                .fold(0, |h, (i, _)| h ^ set.zobrist[i]);
+            assert_eq!(set.hash, hash);
+            assert!((0..300).all(|i| set.contains(i) == members[i]));
+
+            // The memo recognises the set, and the set minus a deferrable
+            // member, but not the set with that member toggled back in.
+            let idx = match memo.find(set.hash, &set, None, &()) {
+                Some(idx) => idx,
+                None => memo.insert(set.hash, &set, ()),
+            };
+            assert!(memo.holds(idx, &set, None));
+            if let Some(d) = (0..300).find(|&i| deferrable[i] && members[i]) {
+                assert!(!memo.holds(idx, &set, Some(d)));
+                set.toggle(d);
+                let without = memo.insert(set.hash, &set, ());
+                set.toggle(d);
+                assert_eq!(
+                    memo.find(set.hash_without(d), &set, Some(d), &()),
+                    Some(without)
+                );
+            }
+        }
+    }
+
     // --- a different model ----------------------------------------------
 
     /// A FIFO queue, to show the checker is not tied to registers.
@@ -2660,6 +2764,19 @@ mod tests {
             check_operations(&Queue, &sequential_pushes, BUDGET),
             CheckResult::NotLinearizable { blocking_op: 2, .. }
         ));
+    }
+
+    #[test]
+    fn output_of_the_wrong_kind_is_rejected_and_explained() {
+        let mut garbled = put(1, 1, 5, 0, 10);
+        garbled.output = Some(KvOutput::Cas(true));
+        let report = check_kv_history(&[garbled], BUDGET);
+        assert!(report.has_violation(), "{report}");
+        let text = report.to_string();
+        assert!(
+            text.contains("its output does not match the kind of request"),
+            "{text}"
+        );
     }
 
     #[test]

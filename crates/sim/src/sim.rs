@@ -792,6 +792,14 @@ impl Sim {
                     return Err(format!("node {id}: entry {} does not decode", e.index));
                 };
                 let out = node.sm.apply(&req);
+                let (index, term) = (e.index, e.term);
+                if self.opts.verbose {
+                    eprintln!(
+                        "[t={:>8}] node {id} applies {req:?} at {index} (term {term}) -> {out:?}",
+                        self.now
+                    );
+                }
+                let node = &mut self.nodes[idx];
                 if let Some(out) = out
                     && node.waiters.remove(&(req.client, req.seq))
                 {
@@ -813,6 +821,12 @@ impl Sim {
                         ));
                     }
                     let value = sm.get(key);
+                    let applied = sm.applied;
+                    self.log(|| {
+                        format!(
+                            "node {id} serves read of client {client} key {key} at read index {index} (applied {applied}): {value:?}"
+                        )
+                    });
                     self.complete(client, seq, Outcome::Get(value));
                 }
                 Err(e) => self.read_failed(client, seq, e),
@@ -893,6 +907,12 @@ impl Sim {
             }
         };
         let tidx = (target - 1) as usize;
+        self.log(|| {
+            format!(
+                "client {client} attempt {attempt} {:?} via {:?} at node {target}",
+                op.command, op.path
+            )
+        });
         let Some(raft) = self.nodes[tidx].raft.as_mut() else {
             // Connection refused: try another node soon.
             self.clients[cidx].leader_guess = NO_NODE;
