@@ -857,6 +857,19 @@ impl RaftNode {
                         false,
                     );
                 }
+                // A node with a stale term (e.g. one removed from the group) asking
+                // for a read index would otherwise wait for an answer that never
+                // comes: refuse it, which also tells it the newer term.
+                MessageBody::ReadIndexRequest { batch_id } => {
+                    self.send(
+                        m.from,
+                        MessageBody::ReadIndexResponse {
+                            batch_id,
+                            result: Err(ReadIndexFailure::NotLeader),
+                        },
+                        false,
+                    );
+                }
                 MessageBody::PreVoteResponse { granted: false } => {}
                 _ => {}
             }

@@ -397,3 +397,40 @@ fn a_late_read_index_answer_meant_for_a_previous_incarnation_is_ignored() {
         dropped_before + 1
     );
 }
+
+#[test]
+fn a_read_index_request_with_a_stale_term_is_refused_not_ignored() {
+    // Found by the simulator (seed 2571 of an earlier build): a node removed
+    // from the group kept a stale term and asked its old leader for read
+    // indexes; the requests were dropped as stale and its reads waited forever.
+    let mut net = Network::new(&[1, 2, 3]);
+    let l = net.elect_any();
+    net.tick_all(2);
+    let (f, _) = followers(l);
+    let term = net.node(l).term();
+    let mark = net.sent.len();
+    net.node_mut(l).step(rhea_raft::Message {
+        group: GROUP,
+        from: f,
+        to: l,
+        term: term - 1,
+        body: MessageBody::ReadIndexRequest { batch_id: 42 },
+    });
+    net.process(l);
+    let answers: Vec<_> = net
+        .sent_since(mark)
+        .iter()
+        .filter(|m| m.to == f)
+        .map(|m| (m.term, m.body.clone()))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(
+            term,
+            MessageBody::ReadIndexResponse {
+                batch_id: 42,
+                result: Err(ReadIndexFailure::NotLeader)
+            }
+        )]
+    );
+}

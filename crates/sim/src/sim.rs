@@ -1060,9 +1060,13 @@ impl Sim {
         if c.op.as_ref().is_none_or(|op| op.seq != seq) {
             return;
         }
-        if let ReadError::NotLeader { leader_hint } = err {
-            c.leader_guess = leader_hint;
-        }
+        c.leader_guess = match err {
+            ReadError::NotLeader { leader_hint } => leader_hint,
+            // A node that cannot get its reads confirmed may be cut off from the
+            // group: try elsewhere, as a real client rotates on timeouts.
+            ReadError::Timeout => NO_NODE,
+            _ => c.leader_guess,
+        };
         self.schedule(TICK / 2, Ev::Client { client });
     }
 
