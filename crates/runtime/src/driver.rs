@@ -54,12 +54,13 @@ mod snap_store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rhea_raft::{
-    Bootstrap, Config, Entry, GroupId, Index, Membership, Message, NodeId, RaftNode, ReadRequestId,
-    Ready, RestoreState, Role, Term,
+    Bootstrap, Config, Entry, GroupId, Index, Membership, Message, NodeId, RaftNode, ReadMode,
+    ReadRequestId, Ready, RestoreState, Role, Term,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -79,7 +80,13 @@ pub trait StateMachine: Send + 'static {
     /// Apply committed entries, in order. Every kind of entry is passed
     /// (blank and membership entries too; most state machines skip them), and
     /// `applied_index()` must then be the last entry's index.
-    fn apply(&mut self, group: GroupId, entries: &[Entry]);
+    ///
+    /// `ctx` says which entries a local proposer waits for
+    /// ([`ApplyContext::wants_response`]); the state machine may answer those
+    /// with [`ApplyContext::respond`] (the bytes reach
+    /// [`DriverHandle::execute`]). Entries nobody here waits for (every entry
+    /// on a follower) need no answer, so read-only commands can be skipped.
+    fn apply(&mut self, group: GroupId, entries: &[Entry], ctx: &mut ApplyContext);
     /// An image of the whole state at `applied_index()`.
     fn snapshot(&self) -> Bytes;
     /// Replace the whole state with an image made by `snapshot` (after which
@@ -87,6 +94,30 @@ pub trait StateMachine: Send + 'static {
     fn restore(&mut self, data: Bytes);
     /// The index of the last applied entry.
     fn applied_index(&self) -> Index;
+}
+
+/// What [`StateMachine::apply`] is told about waiting proposers, and where it
+/// puts its answers.
+#[derive(Debug, Default)]
+pub struct ApplyContext {
+    /// Indexes of this batch that a local proposer waits for, ascending.
+    waiting: Vec<Index>,
+    responses: Vec<(Index, Bytes)>,
+}
+
+impl ApplyContext {
+    /// True when a proposer on this node waits for the entry at `index` (it
+    /// was proposed here, in the term it was committed in).
+    pub fn wants_response(&self, index: Index) -> bool {
+        self.waiting.binary_search(&index).is_ok()
+    }
+
+    /// Answer the proposer of the entry at `index` (ignored if none waits).
+    pub fn respond(&mut self, index: Index, data: Bytes) {
+        if self.wants_response(index) {
+            self.responses.push((index, data));
+        }
+    }
 }
 
 /// Tuning of a driver.
@@ -130,7 +161,7 @@ pub struct GroupSpec {
 }
 
 /// What [`DriverHandle::status`] reports about one group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
     pub role: Role,
     pub term: Term,
@@ -138,6 +169,10 @@ pub struct GroupStatus {
     pub commit: Index,
     pub applied: Index,
     pub last_index: Index,
+    /// The membership this node currently uses (possibly joint).
+    pub membership: Membership,
+    /// A membership change is in progress (proposed, not yet finished).
+    pub membership_change_pending: bool,
 }
 
 /// Counters of the driver.
@@ -163,10 +198,11 @@ enum Command {
     Propose {
         group: GroupId,
         data: Bytes,
-        tx: oneshot::Sender<Result<Index, DriverError>>,
+        tx: ProposeTx,
     },
     ReadIndex {
         group: GroupId,
+        mode: ReadMode,
         tx: oneshot::Sender<Result<Index, DriverError>>,
     },
     Status {
@@ -196,6 +232,8 @@ enum Command {
     },
 }
 
+type ProposeTx = oneshot::Sender<Result<(Index, Bytes), DriverError>>;
+
 /// A cloneable handle to a running driver. Every call goes through a bounded
 /// command channel; calls after the driver stopped fail with
 /// [`DriverError::Shutdown`].
@@ -220,6 +258,16 @@ impl DriverHandle {
     /// Propose `data` to `group` (this node must lead it). Resolves with the
     /// entry's index once the entry is committed and applied locally.
     pub async fn propose(&self, group: GroupId, data: Bytes) -> Result<Index, DriverError> {
+        self.execute(group, data).await.map(|(index, _)| index)
+    }
+
+    /// Like [`DriverHandle::propose`], and also returns what the state machine
+    /// answered for the entry ([`ApplyContext::respond`]; empty if nothing).
+    pub async fn execute(
+        &self,
+        group: GroupId,
+        data: Bytes,
+    ) -> Result<(Index, Bytes), DriverError> {
         self.call(|tx| Command::Propose { group, data, tx }).await?
     }
 
@@ -227,7 +275,19 @@ impl DriverHandle {
     /// machine has applied at least that far, so a local read is then safe.
     /// Works on followers and learners too (they ask the leader).
     pub async fn read_index(&self, group: GroupId) -> Result<Index, DriverError> {
-        self.call(|tx| Command::ReadIndex { group, tx }).await?
+        self.read_index_with(group, ReadMode::Safe).await
+    }
+
+    /// [`DriverHandle::read_index`] with an explicit mode: `LeaseBased`
+    /// answers at once on a leader whose lease is valid (falling back to a
+    /// quorum round when it is not).
+    pub async fn read_index_with(
+        &self,
+        group: GroupId,
+        mode: ReadMode,
+    ) -> Result<Index, DriverError> {
+        self.call(|tx| Command::ReadIndex { group, mode, tx })
+            .await?
     }
 
     pub async fn status(&self, group: GroupId) -> Result<GroupStatus, DriverError> {
@@ -279,8 +339,8 @@ impl DriverHandle {
 struct Group {
     node: RaftNode,
     sm: Box<dyn StateMachine>,
-    /// Proposals by index, with the term they were proposed in.
-    proposals: BTreeMap<Index, (Term, oneshot::Sender<Result<Index, DriverError>>)>,
+    /// Proposals by index, with the term they were proposed in and when.
+    proposals: BTreeMap<Index, (Term, Instant, ProposeTx)>,
     reads: HashMap<ReadRequestId, oneshot::Sender<Result<Index, DriverError>>>,
 }
 
@@ -289,7 +349,7 @@ pub struct Driver<D: Disk + Clone + 'static> {
     opts: DriverOptions,
     engine: LogEngine,
     snaps: SnapStore<D>,
-    transport: Transport,
+    transport: Arc<Transport>,
     inbound: mpsc::Receiver<Message>,
     inbound_open: bool,
     cmd_rx: mpsc::Receiver<Command>,
@@ -314,7 +374,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
         disk: D,
         dir: impl Into<PathBuf>,
         opts: DriverOptions,
-        transport: Transport,
+        transport: Arc<Transport>,
         inbound: mpsc::Receiver<Message>,
         groups: Vec<GroupSpec>,
     ) -> Result<(DriverHandle, JoinHandle<Result<(), DriverError>>), DriverError> {
@@ -451,29 +511,34 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                     return;
                 };
                 let term = g.node.term();
+                metrics::counter!("rhea_raft_proposals_total").increment(1);
                 match g.node.propose(data) {
                     Ok(index) => {
-                        if let Some((_, old)) = g.proposals.insert(index, (term, tx)) {
+                        if let Some((_, _, old)) =
+                            g.proposals.insert(index, (term, Instant::now(), tx))
+                        {
                             let _ = old.send(Err(DriverError::Dropped { index }));
                         }
                     }
                     Err(e) => {
+                        metrics::counter!("rhea_raft_proposals_refused_total").increment(1);
                         let _ = tx.send(Err(e.into()));
                     }
                 }
             }
-            Command::ReadIndex { group, tx } => {
+            Command::ReadIndex { group, mode, tx } => {
                 let Some(g) = self.groups.get_mut(&group) else {
                     let _ = tx.send(Err(DriverError::UnknownGroup(group)));
                     return;
                 };
                 self.next_read_id += 1;
                 let id = self.next_read_id;
-                match g.node.read_index(id) {
+                match g.node.read_index_with(id, mode) {
                     Ok(()) => {
                         g.reads.insert(id, tx);
                     }
                     Err(e) => {
+                        count_read_outcome(&Err(e.clone()));
                         let _ = tx.send(Err(e.into()));
                     }
                 }
@@ -489,6 +554,8 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                         commit: g.node.commit_index(),
                         applied: g.node.applied_index(),
                         last_index: g.node.last_index(),
+                        membership: g.node.membership().clone(),
+                        membership_change_pending: g.node.membership_change_pending(),
                     })
                     .ok_or(DriverError::UnknownGroup(group));
                 let _ = tx.send(r);
@@ -627,7 +694,14 @@ impl<D: Disk + Clone + 'static> Driver<D> {
         }
         if !batch.is_empty() {
             let sync = must_sync && self.opts.sync_writes;
+            let started = Instant::now();
             self.engine.write(&batch, sync)?;
+            let seconds = started.elapsed().as_secs_f64();
+            if sync {
+                metrics::histogram!("rhea_log_fsync_seconds").record(seconds);
+            }
+            metrics::histogram!("rhea_log_write_seconds").record(seconds);
+            metrics::histogram!("rhea_log_write_groups").record(groups_written as f64);
             self.stats.writes += 1;
             self.stats.synced_writes += u64::from(sync);
             self.stats.last_write_groups = groups_written;
@@ -646,22 +720,41 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             let Some(g) = self.groups.get_mut(&gid) else {
                 continue;
             };
+            if let Some(ss) = rd.soft_state {
+                metrics::counter!("rhea_raft_soft_state_changes_total").increment(1);
+                if ss.role == Role::Leader {
+                    metrics::counter!("rhea_raft_leader_elected_total").increment(1);
+                }
+                info!(group = gid, role = ?ss.role, term = ss.term, leader = ss.leader, "raft role");
+            }
             if let Some(s) = rd.snapshot {
                 let last = s.meta.last_index;
                 g.sm.restore(s.data);
                 let superseded: Vec<Index> = g.proposals.range(..=last).map(|(i, _)| *i).collect();
                 for index in superseded {
-                    if let Some((_, tx)) = g.proposals.remove(&index) {
+                    if let Some((_, _, tx)) = g.proposals.remove(&index) {
                         let _ = tx.send(Err(DriverError::Dropped { index }));
                     }
                 }
             }
             if !rd.committed_entries.is_empty() {
-                g.sm.apply(gid, &rd.committed_entries);
+                let mut ctx = ApplyContext::default();
                 for e in &rd.committed_entries {
-                    if let Some((term, tx)) = g.proposals.remove(&e.index) {
+                    if let Some((term, _, _)) = g.proposals.get(&e.index)
+                        && *term == e.term
+                    {
+                        ctx.waiting.push(e.index);
+                    }
+                }
+                g.sm.apply(gid, &rd.committed_entries, &mut ctx);
+                let mut responses: HashMap<Index, Bytes> = ctx.responses.into_iter().collect();
+                for e in &rd.committed_entries {
+                    let response = responses.remove(&e.index).unwrap_or_default();
+                    if let Some((term, started, tx)) = g.proposals.remove(&e.index) {
                         let r = if term == e.term {
-                            Ok(e.index)
+                            metrics::histogram!("rhea_raft_commit_seconds")
+                                .record(started.elapsed().as_secs_f64());
+                            Ok((e.index, response))
                         } else {
                             Err(DriverError::Dropped { index: e.index })
                         };
@@ -670,6 +763,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                 }
             }
             for rs in rd.reads {
+                count_read_outcome(&rs.result);
                 if let Some(tx) = g.reads.remove(&rs.request_id) {
                     let _ = tx.send(rs.result.map_err(DriverError::from));
                 }
@@ -747,7 +841,11 @@ fn recover_group<D: Disk>(
         } else {
             Vec::new()
         };
-        if let Some(s) = &snapshot {
+        // A durable state machine may already be at or past the snapshot:
+        // then it keeps its state and the log is replayed after its index.
+        if let Some(s) = &snapshot
+            && state_machine.applied_index() < s.meta.last_index
+        {
             state_machine.restore(s.data.clone());
         }
         let applied = state_machine.applied_index();
@@ -769,6 +867,20 @@ fn recover_group<D: Disk>(
         proposals: BTreeMap::new(),
         reads: HashMap::new(),
     })
+}
+
+/// Count a read index outcome in the metrics, by outcome.
+fn count_read_outcome(r: &Result<Index, rhea_raft::ReadError>) {
+    use rhea_raft::ReadError;
+    let outcome = match r {
+        Ok(_) => "ok",
+        Err(ReadError::NotLeader { .. }) => "not_leader",
+        Err(ReadError::RetryLater) => "retry_later",
+        Err(ReadError::Busy) => "busy",
+        Err(ReadError::Timeout) => "timeout",
+        Err(ReadError::Backpressure { .. }) => "backpressure",
+    };
+    metrics::counter!("rhea_raft_read_index_total", "outcome" => outcome).increment(1);
 }
 
 /// A value that differs at every start of the process (and between groups

@@ -55,8 +55,8 @@ pub mod transport;
 pub use codec::CodecError;
 pub use disk::{Disk, DiskFile, SimDisk, StdDisk};
 pub use driver::{
-    Driver, DriverError, DriverHandle, DriverOptions, DriverStats, GroupSpec, GroupStatus,
-    StateMachine,
+    ApplyContext, Driver, DriverError, DriverHandle, DriverOptions, DriverStats, GroupSpec,
+    GroupStatus, StateMachine,
 };
 pub use error::LogEngineError;
 pub use log_engine::{

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use rhea_raft::{Config, Entry, EntryPayload, GroupId, Index, Membership, NodeId, Role};
 use rhea_runtime::{
-    Driver, DriverError, DriverHandle, DriverOptions, GroupSpec, SimDisk, StateMachine, Transport,
-    TransportOptions,
+    ApplyContext, Driver, DriverError, DriverHandle, DriverOptions, GroupSpec, SimDisk,
+    StateMachine, Transport, TransportOptions,
 };
 use tokio::task::JoinHandle;
 
@@ -32,7 +32,7 @@ impl Applied {
 struct ListSm(Applied);
 
 impl StateMachine for ListSm {
-    fn apply(&mut self, _group: GroupId, entries: &[Entry]) {
+    fn apply(&mut self, _group: GroupId, entries: &[Entry], _ctx: &mut ApplyContext) {
         let mut st = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
         for e in entries {
             if let EntryPayload::Normal(d) = &e.payload {
@@ -125,8 +125,15 @@ fn start(
             }
         })
         .collect();
-    let (handle, task) = Driver::start(disk.clone(), "/store", dopts(), transport, inbound, specs)
-        .expect("driver starts");
+    let (handle, task) = Driver::start(
+        disk.clone(),
+        "/store",
+        dopts(),
+        Arc::new(transport),
+        inbound,
+        specs,
+    )
+    .expect("driver starts");
     Node {
         id,
         handle,
@@ -427,9 +434,15 @@ async fn std_disk_restart_replays_the_log() {
                 initial_membership: Some(Membership::new([1])),
                 state_machine: Box::new(ListSm(applied.clone())),
             };
-            let (handle, task) =
-                Driver::start(rhea_runtime::StdDisk, &dir, dopts(), t, rx, vec![spec])
-                    .expect("driver starts");
+            let (handle, task) = Driver::start(
+                rhea_runtime::StdDisk,
+                &dir,
+                dopts(),
+                Arc::new(t),
+                rx,
+                vec![spec],
+            )
+            .expect("driver starts");
             let node = Node {
                 id: 1,
                 handle,
