@@ -67,7 +67,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
-pub use error::DriverError;
+pub use error::{DriverError, StateMachineError};
 
 use crate::disk::Disk;
 use crate::log_engine::{LogEngine, LogEngineOptions, WriteBatch};
@@ -86,12 +86,22 @@ pub trait StateMachine: Send + 'static {
     /// with [`ApplyContext::respond`] (the bytes reach
     /// [`DriverHandle::execute`]). Entries nobody here waits for (every entry
     /// on a follower) need no answer, so read-only commands can be skipped.
-    fn apply(&mut self, group: GroupId, entries: &[Entry], ctx: &mut ApplyContext);
+    ///
+    /// An error (the state machine's storage failed) stops the driver: the
+    /// entries may be half applied, and the node must restart from what is
+    /// durable.
+    fn apply(
+        &mut self,
+        group: GroupId,
+        entries: &[Entry],
+        ctx: &mut ApplyContext,
+    ) -> Result<(), StateMachineError>;
     /// An image of the whole state at `applied_index()`.
-    fn snapshot(&self) -> Bytes;
+    fn snapshot(&self) -> Result<Bytes, StateMachineError>;
     /// Replace the whole state with an image made by `snapshot` (after which
-    /// `applied_index()` is the snapshot's index).
-    fn restore(&mut self, data: Bytes);
+    /// `applied_index()` is the snapshot's index). An image that does not
+    /// decode is an error, which stops the driver.
+    fn restore(&mut self, data: Bytes) -> Result<(), StateMachineError>;
     /// The index of the last applied entry.
     fn applied_index(&self) -> Index;
 }
@@ -610,7 +620,9 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                 g.sm.applied_index()
             ))));
         }
-        let data = g.sm.snapshot();
+        let data =
+            g.sm.snapshot()
+                .map_err(|e| DriverError::StateMachine { group, source: e })?;
         // The core checks the request and fixes term and membership; the image
         // is then stored before any purge it allows can reach the log engine
         // (that happens in a later round).
@@ -729,7 +741,11 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             }
             if let Some(s) = rd.snapshot {
                 let last = s.meta.last_index;
-                g.sm.restore(s.data);
+                g.sm.restore(s.data)
+                    .map_err(|e| DriverError::StateMachine {
+                        group: gid,
+                        source: e,
+                    })?;
                 let superseded: Vec<Index> = g.proposals.range(..=last).map(|(i, _)| *i).collect();
                 for index in superseded {
                     if let Some((_, _, tx)) = g.proposals.remove(&index) {
@@ -746,7 +762,11 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                         ctx.waiting.push(e.index);
                     }
                 }
-                g.sm.apply(gid, &rd.committed_entries, &mut ctx);
+                g.sm.apply(gid, &rd.committed_entries, &mut ctx)
+                    .map_err(|e| DriverError::StateMachine {
+                        group: gid,
+                        source: e,
+                    })?;
                 let mut responses: HashMap<Index, Bytes> = ctx.responses.into_iter().collect();
                 for e in &rd.committed_entries {
                     let response = responses.remove(&e.index).unwrap_or_default();
@@ -846,7 +866,12 @@ fn recover_group<D: Disk>(
         if let Some(s) = &snapshot
             && state_machine.applied_index() < s.meta.last_index
         {
-            state_machine.restore(s.data.clone());
+            state_machine
+                .restore(s.data.clone())
+                .map_err(|e| DriverError::StateMachine {
+                    group: gid,
+                    source: e,
+                })?;
         }
         let applied = state_machine.applied_index();
         Bootstrap::Restore(RestoreState {

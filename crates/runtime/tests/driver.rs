@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rhea_raft::{Config, Entry, EntryPayload, GroupId, Index, Membership, NodeId, Role};
 use rhea_runtime::{
     ApplyContext, Driver, DriverError, DriverHandle, DriverOptions, GroupSpec, SimDisk,
-    StateMachine, Transport, TransportOptions,
+    StateMachine, StateMachineError, Transport, TransportOptions,
 };
 use tokio::task::JoinHandle;
 
@@ -32,7 +32,12 @@ impl Applied {
 struct ListSm(Applied);
 
 impl StateMachine for ListSm {
-    fn apply(&mut self, _group: GroupId, entries: &[Entry], _ctx: &mut ApplyContext) {
+    fn apply(
+        &mut self,
+        _group: GroupId,
+        entries: &[Entry],
+        _ctx: &mut ApplyContext,
+    ) -> Result<(), StateMachineError> {
         let mut st = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
         for e in entries {
             if let EntryPayload::Normal(d) = &e.payload {
@@ -40,8 +45,9 @@ impl StateMachine for ListSm {
             }
             st.0 = e.index;
         }
+        Ok(())
     }
-    fn snapshot(&self) -> Bytes {
+    fn snapshot(&self) -> Result<Bytes, StateMachineError> {
         let st = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut b = BytesMut::new();
         b.put_u64_le(st.0);
@@ -49,9 +55,9 @@ impl StateMachine for ListSm {
             b.put_u32_le(d.len() as u32);
             b.put_slice(d);
         }
-        b.freeze()
+        Ok(b.freeze())
     }
-    fn restore(&mut self, data: Bytes) {
+    fn restore(&mut self, data: Bytes) -> Result<(), StateMachineError> {
         let mut st = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut pos = 8;
         st.0 = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
@@ -62,6 +68,7 @@ impl StateMachine for ListSm {
             st.1.push(data.slice(pos..pos + len));
             pos += len;
         }
+        Ok(())
     }
     fn applied_index(&self) -> Index {
         self.0.0.lock().unwrap_or_else(|e| e.into_inner()).0

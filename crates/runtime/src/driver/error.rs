@@ -52,7 +52,20 @@ pub enum DriverError {
     Transport(#[from] TransportError),
     #[error("invalid driver options: {0}")]
     InvalidOptions(String),
+    /// A group's state machine failed (its storage, or an image that does
+    /// not decode); the driver stops.
+    #[error("state machine of group {group}: {source}")]
+    StateMachine {
+        group: GroupId,
+        source: StateMachineError,
+    },
 }
+
+/// A state machine's failure, as text (the state machine's own error type
+/// is its business; the driver only stops and reports it).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct StateMachineError(pub String);
 
 impl From<ProposeError> for DriverError {
     fn from(e: ProposeError) -> Self {

@@ -1,0 +1,226 @@
+//! `rhea admin`: SOFAJRaft CliService-style operations over the client port
+//! (`RHEA.ADMIN ...`, see `rhea_kv::admin`). Changes go to the region
+//! leader: a `NOTLEADER` answer is followed to the leader it names, and a
+//! region without a leader is retried, both a bounded number of times.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rhea_kv::resp::{RespLimits, Value};
+use rhea_kv::router::Conn;
+
+/// Hops to follow `NOTLEADER` and retries while a region has no leader.
+const MAX_REDIRECTS: usize = 20;
+const RETRY_SLEEP_MS: u64 = 200;
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Client address of any node.
+    #[arg(long, default_value = "127.0.0.1:6380", env = "RHEA_ADDR")]
+    pub addr: String,
+    #[command(subcommand)]
+    pub cmd: AdminCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Leader, term, voters and learners of every region.
+    Leaders,
+    /// Move a region's leadership (to the most up-to-date voter if --to is 0).
+    TransferLeader {
+        #[arg(long)]
+        region: u64,
+        #[arg(long, default_value_t = 0)]
+        to: u64,
+    },
+    /// Snapshot a region's replica on the node at --addr now.
+    Snapshot {
+        #[arg(long)]
+        region: u64,
+    },
+    /// Add a voter (joint consensus; waits until done). Start it first with `rhea server --join`.
+    AddPeer {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        node: u64,
+        /// The new node's raft address.
+        #[arg(long)]
+        raft_addr: String,
+    },
+    /// Remove a voter.
+    RemovePeer {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        node: u64,
+    },
+    /// Add a learner (non-voting replica).
+    AddLearner {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        node: u64,
+        #[arg(long)]
+        raft_addr: String,
+    },
+    /// Remove a learner.
+    RemoveLearner {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        node: u64,
+    },
+    /// Set a region's voters and learners at once (comma lists; "-" for none).
+    ChangePeers {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        voters: String,
+        #[arg(long, default_value = "-")]
+        learners: String,
+    },
+}
+
+async fn call(addr: &str, args: &[String]) -> anyhow::Result<Value> {
+    let mut c = Conn::connect(
+        addr,
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        RespLimits::default(),
+    )
+    .await
+    .with_context(|| format!("cannot reach {addr}"))?;
+    let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+    Ok(c.call(&a).await?)
+}
+
+/// Send an admin command, following NOTLEADER redirects.
+async fn admin(addr: &str, args: Vec<String>) -> anyhow::Result<Value> {
+    let mut target = addr.to_string();
+    let mut full = vec!["RHEA.ADMIN".to_string()];
+    full.extend(args);
+    for _ in 0..MAX_REDIRECTS {
+        let v = call(&target, &full).await?;
+        if let Value::Error(m) = &v {
+            let w: Vec<&str> = m.split_whitespace().collect();
+            if w.first() == Some(&"NOTLEADER") {
+                match w.get(3) {
+                    Some(a) if *a != "-" => {
+                        target = a.to_string();
+                        continue;
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(RETRY_SLEEP_MS)).await;
+                        target = addr.to_string();
+                        continue;
+                    }
+                }
+            }
+            if w.first() == Some(&"TRYAGAIN") {
+                tokio::time::sleep(Duration::from_millis(RETRY_SLEEP_MS)).await;
+                continue;
+            }
+            bail!("{m}");
+        }
+        return Ok(v);
+    }
+    bail!("no leader found after {MAX_REDIRECTS} attempts (is a quorum of the cluster up?)")
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Simple(s) => s.clone(),
+        Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Integer(i) => i.to_string(),
+        Value::Nil | Value::NilArray => "-".into(),
+        Value::Error(e) => format!("error: {e}"),
+        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(" "),
+    }
+}
+
+pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
+    let s = |x: u64| x.to_string();
+    let v = match a.cmd {
+        AdminCmd::Leaders => {
+            let v = admin(&a.addr, vec!["LEADERS".into()]).await?;
+            println!(
+                "{:<8} {:<8} {:<8} {:<16} learners",
+                "region", "leader", "term", "voters"
+            );
+            if let Value::Array(rows) = &v {
+                for r in rows {
+                    if let Value::Array(f) = r {
+                        let col = |i: usize| f.get(i).map(text).unwrap_or_default();
+                        println!(
+                            "{:<8} {:<8} {:<8} {:<16} {}",
+                            col(0),
+                            col(1),
+                            col(2),
+                            col(3),
+                            col(4)
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
+        AdminCmd::TransferLeader { region, to } => {
+            admin(&a.addr, vec!["TRANSFER".into(), s(region), s(to)]).await?
+        }
+        AdminCmd::Snapshot { region } => {
+            // Local to the node at --addr: no redirect.
+            let v = call(
+                &a.addr,
+                &["RHEA.ADMIN".into(), "SNAPSHOT".into(), s(region)],
+            )
+            .await?;
+            if let Value::Error(m) = &v {
+                bail!("{m}");
+            }
+            v
+        }
+        AdminCmd::AddPeer {
+            region,
+            node,
+            raft_addr,
+        } => {
+            admin(
+                &a.addr,
+                vec!["ADDPEER".into(), s(region), s(node), raft_addr],
+            )
+            .await?
+        }
+        AdminCmd::RemovePeer { region, node } => {
+            admin(&a.addr, vec!["REMOVEPEER".into(), s(region), s(node)]).await?
+        }
+        AdminCmd::AddLearner {
+            region,
+            node,
+            raft_addr,
+        } => {
+            admin(
+                &a.addr,
+                vec!["ADDLEARNER".into(), s(region), s(node), raft_addr],
+            )
+            .await?
+        }
+        AdminCmd::RemoveLearner { region, node } => {
+            admin(&a.addr, vec!["REMOVELEARNER".into(), s(region), s(node)]).await?
+        }
+        AdminCmd::ChangePeers {
+            region,
+            voters,
+            learners,
+        } => {
+            admin(
+                &a.addr,
+                vec!["CHANGEPEERS".into(), s(region), voters, learners],
+            )
+            .await?
+        }
+    };
+    println!("{}", text(&v));
+    Ok(())
+}
