@@ -395,7 +395,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             ));
         }
         let dir = dir.into();
-        let (engine, report) =
+        let (mut engine, report) =
             LogEngine::open(disk.clone(), dir.join("log"), opts.log_engine.clone())?;
         if report.truncated_records > 0 {
             warn!(?report, "log engine cut a torn tail on open");
@@ -416,7 +416,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                     "group {gid} given twice"
                 )));
             }
-            let group = recover_group(&engine, &snaps, spec)?;
+            let group = recover_group(&mut engine, &snaps, spec)?;
             hosted.insert(gid, group);
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(opts.command_queue);
@@ -819,9 +819,64 @@ impl<D: Disk + Clone + 'static> Driver<D> {
     }
 }
 
+/// Read back a group's hard state and its entries after the newest snapshot
+/// image (`image`: the meta of the newest durable snapshot file, if any),
+/// reconciling the log with the image first.
+///
+/// The image is made durable before the log records the install, so a crash
+/// between the two (or the loss of the unsynced install record) leaves an
+/// image newer than the log knows of. The log is then told about it again,
+/// durably, keeping its entries after the image: they are what this node had
+/// persisted (and may have acknowledged) before the lost install, and Raft's
+/// consistency check repairs any that conflict. Without this the next append
+/// after the image's index would leave a gap in the log and stop the node.
+pub fn recover_log(
+    engine: &mut LogEngine,
+    gid: GroupId,
+    image: Option<&rhea_raft::SnapshotMeta>,
+) -> Result<(rhea_raft::HardState, Vec<Entry>), DriverError> {
+    let recovery = |reason: String| DriverError::Recovery { group: gid, reason };
+    let base = image.map_or(0, |m| m.last_index);
+    let recorded = engine.snapshot_meta(gid).map_or(0, |m| m.last_index);
+    if recorded > base {
+        return Err(recovery(format!(
+            "the log records a snapshot at {recorded} but the newest snapshot file is at {base}"
+        )));
+    }
+    let last = engine.last_index(gid).unwrap_or(0);
+    let first = engine.first_index(gid).unwrap_or(1);
+    let entries = if last > base {
+        if first > base + 1 {
+            return Err(recovery(format!(
+                "the log starts at {first} but the snapshot ends at {base}"
+            )));
+        }
+        engine.entries(gid, base + 1, last + 1)?
+    } else {
+        Vec::new()
+    };
+    if let Some(meta) = image
+        && recorded < base
+    {
+        warn!(
+            group = gid,
+            image = base,
+            recorded,
+            "the log lost the install of the newest snapshot; recording it again"
+        );
+        let mut batch = WriteBatch::new();
+        batch.install_snapshot(gid, meta.clone());
+        if !entries.is_empty() {
+            batch.append(gid, entries.clone());
+        }
+        engine.write(&batch, true)?;
+    }
+    Ok((engine.hard_state(gid).unwrap_or_default(), entries))
+}
+
 /// Build a group's raft node from what is stored (or bootstrap it).
 fn recover_group<D: Disk>(
-    engine: &LogEngine,
+    engine: &mut LogEngine,
     snaps: &SnapStore<D>,
     spec: GroupSpec,
 ) -> Result<Group, DriverError> {
@@ -839,28 +894,7 @@ fn recover_group<D: Disk>(
             None => Bootstrap::Join,
         }
     } else {
-        let recovery = |reason: String| DriverError::Recovery { group: gid, reason };
-        let base = snapshot.as_ref().map_or(0, |s| s.meta.last_index);
-        if let Some(meta) = engine.snapshot_meta(gid)
-            && meta.last_index > base
-        {
-            return Err(recovery(format!(
-                "the log records a snapshot at {} but the newest snapshot file is at {base}",
-                meta.last_index
-            )));
-        }
-        let first = engine.first_index(gid).unwrap_or(1);
-        let last = engine.last_index(gid).unwrap_or(0);
-        if first > base + 1 && last > base {
-            return Err(recovery(format!(
-                "the log starts at {first} but the snapshot ends at {base}"
-            )));
-        }
-        let entries = if last > base {
-            engine.entries(gid, base + 1, last + 1)?
-        } else {
-            Vec::new()
-        };
+        let (hard_state, entries) = recover_log(engine, gid, snapshot.as_ref().map(|s| &s.meta))?;
         // A durable state machine may already be at or past the snapshot:
         // then it keeps its state and the log is replayed after its index.
         if let Some(s) = &snapshot
@@ -875,7 +909,7 @@ fn recover_group<D: Disk>(
         }
         let applied = state_machine.applied_index();
         Bootstrap::Restore(RestoreState {
-            hard_state: engine.hard_state(gid).unwrap_or_default(),
+            hard_state,
             snapshot,
             entries,
             applied,

@@ -56,7 +56,7 @@ pub use codec::CodecError;
 pub use disk::{Disk, DiskFile, SimDisk, StdDisk};
 pub use driver::{
     ApplyContext, Driver, DriverError, DriverHandle, DriverOptions, DriverStats, GroupSpec,
-    GroupStatus, StateMachine, StateMachineError,
+    GroupStatus, StateMachine, StateMachineError, recover_log,
 };
 pub use error::LogEngineError;
 pub use log_engine::{

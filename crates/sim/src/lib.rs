@@ -10,10 +10,14 @@
 //! * [`linearizability`]: a Wing-Gong-Lowe checker with memoisation,
 //!   partitioned per key, for client histories (reusable by higher layers).
 //! * [`kv`]: the register state machine the workload runs.
+//! * [`storage`]: the nodes' durable storage behind a trait (an in-memory
+//!   model here; the runtime's tests plug in the real log engine).
 
 pub mod invariants;
 pub mod kv;
 pub mod linearizability;
 pub mod sim;
+pub mod storage;
 
-pub use sim::{SimOptions, SimReport, SimStats, run_seed};
+pub use sim::{SimOptions, SimReport, SimStats, StorageFactory, run_seed};
+pub use storage::{ModelDisk, NodeStorage, Recovered};

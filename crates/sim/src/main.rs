@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             seed,
             steps: args.steps,
             verbose: args.verbose,
+            storage: None,
         });
         let s = &report.stats;
         total.add(s);

@@ -14,15 +14,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 
 use rhea_raft::{
-    Bootstrap, Config, Entry, EntryPayload, Event, HardState, Membership, Message, NO_NODE, NodeId,
+    Bootstrap, Config, Entry, EntryPayload, Event, Membership, Message, NO_NODE, NodeId,
     ProposeError, RaftNode, ReadError, ReadMode, Ready, RestoreState, Role, Snapshot, SplitMix64,
 };
 
 use crate::invariants::Invariants;
 use crate::kv::{Command, KvStateMachine, Outcome, Request};
 use crate::linearizability::{KvInput, KvOutput, Operation, check_kv_history};
+use crate::storage::{ModelDisk, NodeStorage};
 
 /// Simulated time units per tick (think microseconds: a tick is 1 ms here).
 pub const TICK: u64 = 1_000;
@@ -47,6 +49,18 @@ pub struct SimOptions {
     /// Events processed in the chaos phase.
     pub steps: u64,
     pub verbose: bool,
+    /// The nodes' storage (None: the in-memory [`ModelDisk`]).
+    pub storage: Option<StorageFactory>,
+}
+
+/// Makes each node's storage (called once per node, with its id).
+#[derive(Clone)]
+pub struct StorageFactory(pub Arc<dyn Fn(NodeId) -> Box<dyn NodeStorage> + Send + Sync>);
+
+impl std::fmt::Debug for StorageFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageFactory")
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -152,70 +166,12 @@ impl Ord for Scheduled {
     }
 }
 
-#[derive(Clone, Debug)]
-enum DiskOp {
-    HardState(HardState),
-    Snapshot(Snapshot),
-    Entries(Vec<Entry>),
-}
-
-/// A node's disk: what survives a crash (`synced`) and what may not (`unsynced`).
-#[derive(Default)]
-struct Disk {
-    hs: HardState,
-    snapshot: Option<Snapshot>,
-    entries: Vec<Entry>,
-    unsynced: Vec<DiskOp>,
-}
-
-impl Disk {
-    fn apply(&mut self, op: DiskOp) {
-        match op {
-            DiskOp::HardState(h) => self.hs = h,
-            DiskOp::Snapshot(s) => {
-                self.snapshot = Some(s);
-                self.entries.clear();
-            }
-            DiskOp::Entries(es) => {
-                let Some(first) = es.first().map(|e| e.index) else {
-                    return;
-                };
-                self.entries.retain(|e| e.index < first);
-                self.entries.extend(es);
-            }
-        }
-    }
-
-    fn sync(&mut self) {
-        for op in std::mem::take(&mut self.unsynced) {
-            self.apply(op);
-        }
-    }
-
-    /// A crash: a random prefix of the unsynced writes reached the platter.
-    fn crash(&mut self, rng: &mut SplitMix64) {
-        let ops = std::mem::take(&mut self.unsynced);
-        let keep = if rng.chance(1, 2) {
-            0
-        } else {
-            rng.range(0, ops.len() as u64 + 1) as usize
-        };
-        for op in ops.into_iter().take(keep) {
-            self.apply(op);
-        }
-    }
-
-    fn purge(&mut self, to: u64) {
-        self.entries.retain(|e| e.index > to);
-    }
-}
-
 struct SimNode {
     inc: u64,
     alive: bool,
     raft: Option<RaftNode>,
     sm: KvStateMachine,
-    disk: Disk,
+    disk: Box<dyn NodeStorage>,
     pending: Option<Ready>,
     tick_period: u64,
     /// (client, seq) of proposals made here that a client waits on.
@@ -344,13 +300,17 @@ impl Sim {
             stats: SimStats::default(),
             last_leader: NO_NODE,
         };
-        for _ in 1..=NODES {
+        for id in 1..=NODES {
+            let disk: Box<dyn NodeStorage> = match &sim.opts.storage {
+                Some(f) => (f.0)(id),
+                None => Box::new(ModelDisk::default()),
+            };
             sim.nodes.push(SimNode {
                 inc: 0,
                 alive: false,
                 raft: None,
                 sm: KvStateMachine::default(),
-                disk: Disk::default(),
+                disk,
                 pending: None,
                 tick_period: TICK,
                 waiters: BTreeSet::new(),
@@ -417,6 +377,7 @@ impl Sim {
         let idx = (id - 1) as usize;
         let inc = self.nodes[idx].inc + 1;
         let cfg = self.config(id, inc);
+        let mut restored_snapshot = None;
         let bootstrap = if first {
             if id <= INITIAL_VOTERS {
                 let mut membership = Membership::new(1..=INITIAL_VOTERS);
@@ -429,24 +390,22 @@ impl Sim {
                 Bootstrap::Join
             }
         } else {
-            let disk = &self.nodes[idx].disk;
-            let snap = disk.snapshot.clone();
-            let base = snap.as_ref().map_or(0, |s| s.meta.last_index);
+            let rec = match self.nodes[idx].disk.recover() {
+                Ok(r) => r,
+                Err(e) => panic!("node {id} cannot recover its storage: {e}"),
+            };
+            let base = rec.snapshot.as_ref().map_or(0, |s| s.meta.last_index);
+            restored_snapshot = rec.snapshot.clone();
             Bootstrap::Restore(RestoreState {
-                hard_state: disk.hs,
-                snapshot: snap,
-                entries: disk
-                    .entries
-                    .iter()
-                    .filter(|e| e.index > base)
-                    .cloned()
-                    .collect(),
+                hard_state: rec.hard_state,
+                snapshot: rec.snapshot,
+                entries: rec.entries,
                 applied: base,
             })
         };
         let drift = self.rng.range(0, 2 * MAX_DRIFT_PER_MILLE + 1);
         let node = &mut self.nodes[idx];
-        node.sm = match node.disk.snapshot.as_ref() {
+        node.sm = match restored_snapshot.as_ref() {
             Some(s) => KvStateMachine::decode(&s.data).unwrap_or_default(),
             None => KvStateMachine::default(),
         };
@@ -728,17 +687,10 @@ impl Sim {
             }
             // Stage A: write (unsynced) and send what may leave before the sync.
             let node = &mut self.nodes[idx];
-            if let Some(s) = &rd.snapshot {
-                node.disk.unsynced.push(DiskOp::Snapshot(s.clone()));
-            }
-            if !rd.entries.is_empty() {
-                node.disk
-                    .unsynced
-                    .push(DiskOp::Entries(std::mem::take(&mut rd.entries)));
-            }
-            if let Some(hs) = rd.hard_state {
-                node.disk.unsynced.push(DiskOp::HardState(hs));
-            }
+            node.disk
+                .write(rd.snapshot.as_ref(), &rd.entries, rd.hard_state)
+                .map_err(|e| format!("node {id}: storage write failed: {e}"))?;
+            rd.entries.clear();
             for m in std::mem::take(&mut rd.messages) {
                 self.send(m);
             }
@@ -759,7 +711,10 @@ impl Sim {
     /// Stage B: the writes are durable; send, apply, serve reads, advance.
     fn finish_ready(&mut self, id: NodeId, rd: Ready) -> Result<(), String> {
         let idx = (id - 1) as usize;
-        self.nodes[idx].disk.sync();
+        self.nodes[idx]
+            .disk
+            .sync()
+            .map_err(|e| format!("node {id}: storage sync failed: {e}"))?;
         if let Some(s) = &rd.snapshot {
             let Some(sm) = KvStateMachine::decode(&s.data) else {
                 return Err(format!("node {id}: received snapshot does not decode"));
@@ -840,7 +795,10 @@ impl Sim {
             }
         }
         if let Some(to) = rd.compacted_to {
-            self.nodes[idx].disk.purge(to);
+            self.nodes[idx]
+                .disk
+                .purge(to)
+                .map_err(|e| format!("node {id}: storage purge failed: {e}"))?;
         }
         self.maybe_snapshot(id);
         if let Some(r) = self.nodes[idx].raft.as_mut() {
@@ -868,7 +826,9 @@ impl Sim {
             return;
         };
         // The image is written and synced before the core is told (atomic here).
-        node.disk.snapshot = Some(Snapshot { meta, data });
+        if let Err(e) = node.disk.save_snapshot(Snapshot { meta, data }) {
+            panic!("node {id}: snapshot could not be stored: {e}");
+        }
         node.last_snapshot_index = applied;
         self.stats.snapshots_taken += 1;
     }
@@ -1210,7 +1170,8 @@ impl Sim {
 /// Run one seed, turning a panic inside the core into a failure.
 pub fn run_seed(opts: SimOptions) -> SimReport {
     let seed = opts.seed;
-    match std::panic::catch_unwind(move || Sim::new(opts).run()) {
+    // The storage factory is only called inside the run; a panic abandons it.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || Sim::new(opts).run())) {
         Ok(r) => r,
         Err(p) => {
             let msg = p
