@@ -61,7 +61,7 @@ impl KvClient {
     }
 
     async fn region(&self, key: &[u8]) -> Result<RegionId, KvError> {
-        Ok(self.router.region_for(key).await?.range.id)
+        self.router.region_for(key).await
     }
 
     async fn write(&self, key: &[u8], cmd: KvCommand) -> Result<KvAnswer, KvError> {
@@ -171,7 +171,7 @@ impl KvClient {
         reverse: bool,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
         let (start, end) = (start.into(), end.into());
-        let mut routes = self.router.routes().await?;
+        let mut routes: Vec<_> = self.router.routes().await?.iter().cloned().collect();
         if reverse {
             routes.reverse();
         }
@@ -303,7 +303,7 @@ impl KvClient {
             .router
             .routes()
             .await?
-            .into_iter()
+            .iter()
             .filter(|r| r.range.clamp(&start, &end).is_some())
             .map(|r| {
                 (

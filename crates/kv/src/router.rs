@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use crate::command::{KvAnswer, KvCommand, ReadOp};
 use crate::error::KvError;
-use crate::region::{RegionEpoch, RegionId, RegionRange, region_of};
+use crate::region::{RegionEpoch, RegionId, RegionRange};
 use crate::resp::{RespLimits, Value, encode_command, parse_value};
 use crate::store::{KvStore, ReadConsistency};
 
@@ -46,7 +46,7 @@ pub struct RouterOptions {
     pub backoff_max_ms: u64,
     /// Time allowed to connect to a node. Default 1,000.
     pub connect_timeout_ms: u64,
-    /// Idle connections kept per node. Default 64.
+    /// Idle connections kept per node. Default 256.
     pub max_idle_connections_per_node: usize,
     /// Limits on replies read from nodes.
     pub resp_limits: RespLimits,
@@ -60,7 +60,7 @@ impl Default for RouterOptions {
             backoff_initial_ms: 10,
             backoff_max_ms: 500,
             connect_timeout_ms: 1_000,
-            max_idle_connections_per_node: 64,
+            max_idle_connections_per_node: 256,
             resp_limits: RespLimits::default(),
         }
     }
@@ -145,7 +145,10 @@ struct Inner {
     local: Option<KvStore>,
     seeds: Vec<String>,
     opts: RouterOptions,
-    routes: RwLock<Vec<RouteEntry>>,
+    /// Sorted by start key; replaced as a whole (readers clone the `Arc`).
+    routes: RwLock<Arc<Vec<RouteEntry>>>,
+    /// Round-robin position over the seeds for reads any replica may serve.
+    next_seed: std::sync::atomic::AtomicUsize,
     pools: Mutex<HashMap<String, Vec<Conn>>>,
 }
 
@@ -244,8 +247,9 @@ impl Router {
             local,
             seeds,
             opts,
-            routes: RwLock::new(routes),
+            routes: RwLock::new(Arc::new(routes)),
             pools: Mutex::new(HashMap::new()),
+            next_seed: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -257,20 +261,31 @@ impl Router {
         &self.0.opts
     }
 
-    /// The current route table (fetched from a seed first if empty).
-    pub async fn routes(&self) -> Result<Vec<RouteEntry>, KvError> {
+    /// The current route table, sorted by start key (fetched from a seed
+    /// first if empty).
+    pub async fn routes(&self) -> Result<Arc<Vec<RouteEntry>>, KvError> {
         if self.read_routes().is_empty() {
             self.refresh_routes().await?;
         }
         Ok(self.read_routes())
     }
 
-    fn read_routes(&self) -> Vec<RouteEntry> {
+    fn read_routes(&self) -> Arc<Vec<RouteEntry>> {
         self.0
             .routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn update_route(&self, region: RegionId, f: impl FnOnce(&mut RouteEntry)) {
+        let mut routes = self.0.routes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = Arc::make_mut(&mut routes)
+            .iter_mut()
+            .find(|e| e.range.id == region)
+        {
+            f(e);
+        }
     }
 
     /// Ask the seeds (in turn) for the region layout and leaders.
@@ -282,7 +297,7 @@ impl Router {
         for seed in &self.0.seeds {
             match self.fetch_routes(seed).await {
                 Ok(r) => {
-                    *self.0.routes.write().unwrap_or_else(|e| e.into_inner()) = r;
+                    *self.0.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
                     return Ok(());
                 }
                 Err(e) => last = e,
@@ -365,39 +380,35 @@ impl Router {
         Ok(v)
     }
 
-    /// The region of `key` in the current routes.
-    pub async fn region_for(&self, key: &[u8]) -> Result<RouteEntry, KvError> {
+    /// The region id of `key` in the current routes.
+    pub async fn region_for(&self, key: &[u8]) -> Result<RegionId, KvError> {
         let routes = self.routes().await?;
-        let layout: Vec<RegionRange> = routes.iter().map(|r| r.range.clone()).collect();
-        let r = region_of(&layout, key)
-            .ok_or_else(|| KvError::Invalid("no region covers the key".into()))?;
-        routes
-            .into_iter()
-            .find(|e| e.range.id == r.id)
-            .ok_or(KvError::UnknownRegion(r.id))
+        let i = routes.partition_point(|r| &r.range.start_key[..] <= key);
+        i.checked_sub(1)
+            .and_then(|i| routes.get(i))
+            .filter(|r| r.range.contains(key))
+            .map(|r| r.range.id)
+            .ok_or_else(|| KvError::Invalid("no region covers the key".into()))
     }
 
     fn note_leader(&self, region: RegionId, leader: NodeId, addr: Option<String>) {
-        let mut routes = self.0.routes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = routes.iter_mut().find(|e| e.range.id == region) {
+        self.update_route(region, |e| {
             e.leader = leader;
             if addr.is_some() || leader == 0 {
                 e.leader_addr = addr;
             }
-        }
+        });
     }
 
     fn note_epoch(&self, region: RegionId, epoch: RegionEpoch) {
-        let mut routes = self.0.routes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = routes.iter_mut().find(|e| e.range.id == region) {
-            e.epoch = epoch;
-        }
+        self.update_route(region, |e| e.epoch = epoch);
     }
 
     fn route(&self, region: RegionId) -> Option<RouteEntry> {
         self.read_routes()
-            .into_iter()
+            .iter()
             .find(|e| e.range.id == region)
+            .cloned()
     }
 
     /// Execute a write on `region` (used by housekeeping).
@@ -504,28 +515,45 @@ impl Router {
             };
         }
         let route = self.route(region).ok_or(KvError::UnknownRegion(region))?;
-        let addr = match (&route.leader_addr, &self.0.local) {
-            (Some(a), _) => a.clone(),
-            (None, Some(local)) => {
-                // Look the leader up in the directory.
-                match local.directory().get(&route.leader) {
-                    Some(a) if !a.client_addr.is_empty() => a.client_addr.clone(),
-                    _ => {
-                        return Err(KvError::TryAgain {
-                            region,
-                            reason: format!("no known client address for leader {}", route.leader),
-                        });
+        let any_replica = matches!(req, RegionRequest::Read(_, c) if c.any_replica());
+        let spread = if any_replica && self.0.local.is_none() && !self.0.seeds.is_empty() {
+            let i = self
+                .0
+                .next_seed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.seeds.get(i % self.0.seeds.len()).cloned()
+        } else {
+            None
+        };
+        let addr = match (spread, &route.leader_addr, &self.0.local) {
+            (Some(a), _, _) => a,
+            (None, leader_addr, local) => match (leader_addr, local) {
+                (Some(a), _) => a.clone(),
+                (None, Some(local)) => {
+                    // Look the leader up in the directory.
+                    match local.directory().get(&route.leader) {
+                        Some(a) if !a.client_addr.is_empty() => a.client_addr.clone(),
+                        _ => {
+                            return Err(KvError::TryAgain {
+                                region,
+                                reason: format!(
+                                    "no known client address for leader {}",
+                                    route.leader
+                                ),
+                            });
+                        }
                     }
                 }
-            }
-            (None, None) => match self.0.seeds.first() {
-                Some(s) => s.clone(),
-                None => return Err(KvError::Invalid("no seed addresses".into())),
+                (None, None) => match self.0.seeds.first() {
+                    Some(s) => s.clone(),
+                    None => return Err(KvError::Invalid("no seed addresses".into())),
+                },
             },
         };
         // A forwarding node skips the epoch check (its layout is the
-        // cluster's); a client sends the epoch it knows.
-        let epoch = if self.0.local.is_some() {
+        // cluster's); a client sends the epoch it knows, except for reads any
+        // replica may serve (replicas may lag in conf_ver, harmlessly).
+        let epoch = if self.0.local.is_some() || any_replica {
             RegionEpoch::default()
         } else {
             route.epoch
