@@ -737,3 +737,165 @@ impl StateMachine for RegionStateMachine {
         self.meta.applied
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rhea_raft::{Entry, EntryPayload, Membership};
+
+    fn entry(index: Index, cmd: KvCommand) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Normal(cmd.encode()),
+        }
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rhea-storage-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn apply_answers_waiters_and_persists_applied_index_with_data() {
+        let dir = temp("apply");
+        let range = crate::region::even_split(2).unwrap()[0].clone();
+        {
+            let st = Storage::open(&dir.join("kv.redb"), StorageOptions::default()).unwrap();
+            let mut sm = st.state_machine(range.clone()).unwrap();
+            let entries = vec![
+                Entry {
+                    term: 1,
+                    index: 1,
+                    payload: EntryPayload::Membership(Membership::new([1])),
+                },
+                entry(
+                    2,
+                    KvCommand::Put {
+                        key: b("a"),
+                        value: b("1"),
+                    },
+                ),
+                entry(
+                    3,
+                    KvCommand::CompareAndPut {
+                        key: b("a"),
+                        expect: b("1"),
+                        value: b("2"),
+                    },
+                ),
+                entry(4, KvCommand::Read(ReadOp::Get { key: b("a") })),
+                entry(
+                    5,
+                    KvCommand::Put {
+                        key: Bytes::from_static(b"\xff"),
+                        value: b("x"),
+                    },
+                ),
+            ];
+            let mut ctx = ApplyContext::default();
+            // Nobody waits: reads are skipped, nothing is answered.
+            sm.apply(1, &entries, &mut ctx).unwrap();
+            assert_eq!(sm.applied_index(), 5);
+            assert_eq!(st.region(range.id).unwrap().epoch().conf_ver, 1);
+            assert_eq!(
+                st.read(&range, &ReadOp::Get { key: b("a") }).unwrap(),
+                KvAnswer::Value(Some(b("2")))
+            );
+            // The key outside the region was refused, not written.
+            assert_eq!(
+                st.read(
+                    &range,
+                    &ReadOp::Scan {
+                        start: Bytes::new(),
+                        end: Bytes::new(),
+                        limit: 10,
+                        reverse: false
+                    }
+                )
+                .unwrap(),
+                KvAnswer::Pairs(vec![(b("a"), b("2"))])
+            );
+            st.sync().unwrap();
+        }
+        // Reopen: the applied index came back with the data.
+        let st = Storage::open(&dir.join("kv.redb"), StorageOptions::default()).unwrap();
+        let sm = st.state_machine(range.clone()).unwrap();
+        assert_eq!(sm.applied_index(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn snapshot_restores_elsewhere_and_bad_images_are_errors() {
+        let dir = temp("snap");
+        let range = crate::region::even_split(1).unwrap()[0].clone();
+        let a = Storage::open(&dir.join("a.redb"), StorageOptions::default()).unwrap();
+        let mut sa = a.state_machine(range.clone()).unwrap();
+        let mut ctx = ApplyContext::default();
+        sa.apply(
+            1,
+            &[
+                entry(
+                    1,
+                    KvCommand::BatchPut {
+                        pairs: vec![(b("k1"), b("v1")), (b("k2"), b("v2"))],
+                    },
+                ),
+                entry(
+                    2,
+                    KvCommand::RegisterNode {
+                        node: 7,
+                        raft_addr: "127.0.0.1:1".into(),
+                        client_addr: "127.0.0.1:2".into(),
+                    },
+                ),
+            ],
+            &mut ctx,
+        )
+        .unwrap();
+        let image = sa.snapshot().unwrap();
+        let b_ = Storage::open(&dir.join("b.redb"), StorageOptions::default()).unwrap();
+        let mut sb = b_.state_machine(range.clone()).unwrap();
+        sb.apply(
+            1,
+            &[entry(
+                1,
+                KvCommand::Put {
+                    key: b("stale"),
+                    value: b("x"),
+                },
+            )],
+            &mut ctx,
+        )
+        .unwrap();
+        sb.restore(image.clone()).unwrap();
+        assert_eq!(sb.applied_index(), 2);
+        assert_eq!(
+            b_.read(
+                &range,
+                &ReadOp::MultiGet {
+                    keys: vec![b("k1"), b("k2"), b("stale")]
+                }
+            )
+            .unwrap(),
+            KvAnswer::Values(vec![Some(b("v1")), Some(b("v2")), None])
+        );
+        assert_eq!(b_.directory().get(&7).unwrap().client_addr, "127.0.0.1:2");
+        for cut in [0, 3, 10, 28, image.len() - 1] {
+            assert!(sb.restore(image.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut bad = image.to_vec();
+        bad[0] ^= 1;
+        assert!(sb.restore(Bytes::from(bad)).is_err());
+        // A failed restore changed nothing.
+        assert_eq!(sb.applied_index(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
