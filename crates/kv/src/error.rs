@@ -53,6 +53,13 @@ pub enum KvError {
     /// A connection to a node failed (the router retries elsewhere).
     #[error("connection to {addr}: {reason}")]
     Connection { addr: String, reason: String },
+    /// A proposal was not applied within `propose_timeout_ms` (a leader that
+    /// lost its quorum, an overloaded node). The write may still be applied
+    /// later: **its outcome is unknown**, so it is not retried automatically.
+    #[error(
+        "region {region}: no outcome within {timeout_ms} ms; the write may or may not be applied"
+    )]
+    Timeout { region: RegionId, timeout_ms: u64 },
     /// A node answered something that is not valid Rhea protocol.
     #[error("protocol: {0}")]
     Protocol(String),

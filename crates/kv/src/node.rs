@@ -321,9 +321,16 @@ async fn directory_loop(
                 client_addr: cfg.client_addr.clone(),
             };
             let leader = store.status(range.id).await.map(|s| s.role == Role::Leader);
-            let r: Result<_, KvError> = match leader {
-                Ok(true) => store.write(range.id, None, cmd).await,
-                _ => router.write_region(range.id, cmd).await,
+            let register = async {
+                match leader {
+                    Ok(true) => store.write(range.id, None, cmd).await,
+                    _ => router.write_region(range.id, cmd).await,
+                }
+            };
+            // Shutdown must not wait for a registration without a quorum.
+            let r: Result<_, KvError> = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                r = register => r,
             };
             if let Err(e) = r {
                 tracing::debug!(region = range.id, error = %e, "node registration not done yet");

@@ -198,6 +198,11 @@ pub fn error_from_resp(msg: &str) -> KvError {
             reason: msg.trim_start_matches("TRYAGAIN").trim().to_string(),
         },
         "INVALID" => KvError::Invalid(msg.trim_start_matches("INVALID").trim().to_string()),
+        "TIMEOUT" => {
+            let region = num();
+            let timeout_ms = num();
+            KvError::Timeout { region, timeout_ms }
+        }
         _ => KvError::Failed(msg.trim_start_matches("ERR").trim().to_string()),
     }
 }
@@ -221,6 +226,7 @@ pub fn error_to_resp(e: &KvError) -> String {
         e if e.is_retryable() => format!("TRYAGAIN {e}"),
         KvError::Unavailable { .. } => format!("CLUSTERDOWN {e}"),
         KvError::Invalid(m) => format!("INVALID {m}"),
+        KvError::Timeout { region, timeout_ms } => format!("TIMEOUT {region} {timeout_ms}"),
         e => format!("ERR {e}"),
     }
 }

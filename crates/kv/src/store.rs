@@ -99,13 +99,27 @@ impl Default for KvLimits {
 }
 
 /// Options of a [`KvStore`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct KvOptions {
     pub limits: KvLimits,
+    /// Longest wait for a proposal (a write, or a read through the log) to be
+    /// applied; then the caller gets `KvError::Timeout` (outcome unknown).
+    /// Default 10,000.
+    pub propose_timeout_ms: u64,
     /// **Fault injection, for tests:** make every n-th read index on a leader
     /// fail as if it timed out (0: never), to exercise the fallback through
     /// the log. Never set it in production.
     pub debug_fail_read_index_every: u64,
+}
+
+impl Default for KvOptions {
+    fn default() -> Self {
+        KvOptions {
+            limits: KvLimits::default(),
+            propose_timeout_ms: 10_000,
+            debug_fail_read_index_every: 0,
+        }
+    }
 }
 
 /// Counters of the read and write paths (also exported as metrics).
@@ -347,12 +361,14 @@ impl KvStore {
     }
 
     async fn propose(&self, region: RegionId, data: Bytes) -> Result<KvAnswer, KvError> {
-        let (_, answer) = self
-            .0
-            .driver
-            .execute(region, data)
-            .await
-            .map_err(|e| self.driver_error(region, e))?;
+        let timeout_ms = self.0.opts.propose_timeout_ms;
+        let (_, answer) = tokio::time::timeout(
+            std::time::Duration::from_millis(timeout_ms),
+            self.0.driver.execute(region, data),
+        )
+        .await
+        .map_err(|_| KvError::Timeout { region, timeout_ms })?
+        .map_err(|e| self.driver_error(region, e))?;
         match KvAnswer::decode(&answer) {
             Ok(KvAnswer::Failed(m)) => Err(KvError::Failed(m)),
             Ok(a) => Ok(a),
@@ -395,9 +411,15 @@ impl KvStore {
                 metrics::counter!("rhea_kv_reads_total", "path" => "follower").increment(1);
             }
             ReadConsistency::Linearizable | ReadConsistency::Lease => {
-                let status = self.status(region).await?;
-                if status.role != Role::Leader {
-                    return Err(self.not_leader(region, status.leader));
+                // A hint without a driver round trip; the read index below is
+                // what decides (it fails on a node that is not leader).
+                let (role, leader, _) = self
+                    .0
+                    .driver
+                    .role_hint(region)
+                    .ok_or(KvError::UnknownRegion(region))?;
+                if role != Role::Leader {
+                    return Err(self.not_leader(region, leader));
                 }
                 let mode = if consistency == ReadConsistency::Lease {
                     ReadMode::LeaseBased

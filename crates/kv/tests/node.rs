@@ -35,8 +35,10 @@ fn test_dir(name: &str) -> TestDir {
     TestDir(d)
 }
 
-async fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A free port on `ip`. Each test uses its own loopback address, so a port
+/// freed here cannot be taken by a parallel test before the node binds it.
+async fn free_addr(ip: [u8; 4]) -> SocketAddr {
+    let l = TcpListener::bind(SocketAddr::from((ip, 0))).await.unwrap();
     l.local_addr().unwrap()
 }
 
@@ -55,7 +57,9 @@ async fn start(
     regions: u32,
     join: bool,
 ) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(SocketAddr::new(raft.ip(), 0))
+        .await
+        .unwrap();
     let client_addr = listener.local_addr().unwrap();
     let mut cfg = NodeConfig::new(
         id,
@@ -70,7 +74,9 @@ async fn start(
     cfg.election_timeout_ms = 200;
     cfg.heartbeat_interval_ms = 20;
     cfg.snapshot_every_entries = 0;
-    let node = KvNode::start(cfg).await.unwrap();
+    let node = KvNode::start(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("node {id} does not start: {e}"));
     let (stop, stop_rx) = watch::channel(false);
     let server = tokio::spawn(rhea_kv::serve(
         listener,
@@ -113,10 +119,11 @@ where
 async fn cluster3(
     dir: &std::path::Path,
     regions: u32,
+    ip: [u8; 4],
 ) -> (Vec<Running>, BTreeMap<u64, SocketAddr>) {
     let mut cluster = BTreeMap::new();
     for id in 1..=3 {
-        cluster.insert(id, free_addr().await);
+        cluster.insert(id, free_addr(ip).await);
     }
     let mut nodes = Vec::new();
     for (id, addr) in &cluster {
@@ -147,7 +154,7 @@ async fn leader_of(nodes: &[Running], region: u64) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_api_across_regions_and_nodes() {
     let dir = test_dir("api");
-    let (nodes, _) = cluster3(&dir.0, 4).await;
+    let (nodes, _) = cluster3(&dir.0, 4, [127, 0, 1, 1]).await;
     let seeds: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
     let client = KvClient::connect(seeds, RouterOptions::default())
         .await
@@ -259,7 +266,7 @@ async fn client_api_across_regions_and_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_epochs_and_region_checks() {
     let dir = test_dir("limits");
-    let (nodes, _) = cluster3(&dir.0, 2).await;
+    let (nodes, _) = cluster3(&dir.0, 2, [127, 0, 1, 2]).await;
     eventually("a leader", || async {
         leader_of(&nodes, 1).await.is_some()
     })
@@ -294,8 +301,13 @@ async fn limits_epochs_and_region_checks() {
         "{r:?}"
     );
     // A stale epoch is refused with the current one, which then works.
+    // (A new leader applies the bootstrap membership entry with its first
+    // commit: wait for it.)
+    eventually("the leader applied the membership", || async {
+        store.epoch(1).unwrap().conf_ver >= 1
+    })
+    .await;
     let current = store.epoch(1).unwrap();
-    assert!(current.conf_ver >= 1);
     let stale = RegionEpoch {
         conf_ver: current.conf_ver - 1,
         version: current.version,
@@ -325,32 +337,34 @@ async fn limits_epochs_and_region_checks() {
         )
         .await
         .unwrap();
-    // A follower refuses linearizable reads with the leader's address.
+    // A follower refuses linearizable reads, naming the leader (once it has
+    // heard from it) with its client address (once registered).
     let f = (l + 1) % 3;
-    let r = nodes[f]
-        .node
-        .store()
-        .read(
-            1,
-            None,
-            rhea_kv::ReadOp::Get { key: b("k") },
-            ReadConsistency::Linearizable,
-        )
-        .await;
-    match r {
-        Err(KvError::NotLeader {
-            leader,
-            leader_addr,
-            ..
-        }) => {
-            assert_eq!(leader, nodes[l].node.store().node_id());
-            // The directory may still be filling in right after start.
-            if let Some(a) = leader_addr {
-                assert_eq!(a, nodes[l].client_addr.to_string());
+    let leader_id = nodes[l].node.store().node_id();
+    let leader_addr = nodes[l].client_addr.to_string();
+    eventually("the follower names the leader", || {
+        let store = nodes[f].node.store().clone();
+        let leader_addr = leader_addr.clone();
+        async move {
+            let r = store
+                .read(
+                    1,
+                    None,
+                    rhea_kv::ReadOp::Get { key: b("k") },
+                    ReadConsistency::Linearizable,
+                )
+                .await;
+            match r {
+                Err(KvError::NotLeader {
+                    leader,
+                    leader_addr: a,
+                    ..
+                }) => leader == leader_id && a.as_deref() == Some(leader_addr.as_str()),
+                other => panic!("expected NotLeader, got {other:?}"),
             }
         }
-        other => panic!("expected NotLeader, got {other:?}"),
-    }
+    })
+    .await;
     for n in nodes {
         n.stop().await;
     }
@@ -359,7 +373,7 @@ async fn limits_epochs_and_region_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_from_durable_state_and_learner_installs_snapshot() {
     let dir = test_dir("restart");
-    let (mut nodes, cluster) = cluster3(&dir.0, 1).await;
+    let (mut nodes, cluster) = cluster3(&dir.0, 1, [127, 0, 1, 3]).await;
     let seeds: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
     let client = KvClient::connect(seeds.clone(), RouterOptions::default())
         .await
@@ -380,19 +394,31 @@ async fn restart_resumes_from_durable_state_and_learner_installs_snapshot() {
             .await
             .unwrap();
     }
-    // Restart node 3: it keeps its redb state and replays only the tail.
+    // Restart node 3: it keeps its redb state (data and applied index
+    // together) and replays only the log after it.
     let n3 = nodes.pop().unwrap();
     let raft3 = cluster[&3];
+    eventually("node 3 applied every write", || async {
+        let store = n3.node.store();
+        let range = store.range(1).unwrap().clone();
+        store
+            .storage()
+            .read(&range, &rhea_kv::ReadOp::Get { key: b("key119") })
+            .unwrap()
+            == rhea_kv::KvAnswer::Value(Some(b("v119")))
+    })
+    .await;
+    let applied_before = n3.node.store().storage().region(1).unwrap().applied();
     n3.stop().await;
     let n3 = start(&dir.0, 3, raft3, &cluster, 1, false).await;
     let applied_at_start = n3.node.store().storage().region(1).unwrap().applied();
-    assert!(
-        applied_at_start >= 120,
-        "redb kept the applied index: {applied_at_start}"
+    assert_eq!(
+        applied_at_start, applied_before,
+        "redb kept the applied index across the restart"
     );
     nodes.push(n3);
     // A learner that joins after compaction can only catch up by snapshot.
-    let raft4 = free_addr().await;
+    let raft4 = free_addr([127, 0, 1, 3]).await;
     let n4 = start(&dir.0, 4, raft4, &cluster, 1, true).await;
     eventually("a leader", || async {
         leader_of(&nodes, 1).await.is_some()
@@ -434,8 +460,8 @@ async fn restart_resumes_from_durable_state_and_learner_installs_snapshot() {
 async fn read_index_failure_falls_back_to_the_log() {
     let dir = test_dir("fallback");
     let mut cluster = BTreeMap::new();
-    cluster.insert(1, free_addr().await);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cluster.insert(1, free_addr([127, 0, 1, 4]).await);
+    let listener = TcpListener::bind("127.0.1.4:0").await.unwrap();
     let mut cfg = NodeConfig::new(
         1,
         dir.0.join("n1"),

@@ -72,6 +72,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..KvLimits::default()
         },
         debug_fail_read_index_every: s.debug_fail_read_index_every,
+        ..KvOptions::default()
     };
     if s.debug_fail_read_index_every > 0 {
         warn!(

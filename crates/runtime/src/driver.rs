@@ -55,6 +55,7 @@ mod snap_store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -244,12 +245,51 @@ enum Command {
 
 type ProposeTx = oneshot::Sender<Result<(Index, Bytes), DriverError>>;
 
+/// A group's role, leader and term as of the driver's last round, readable
+/// without a round trip to the driver (a hint for routing: authoritative
+/// answers come from the core, e.g. a read index refused as not leader).
+#[derive(Debug, Default)]
+struct GroupView {
+    role: AtomicU8,
+    leader: AtomicU64,
+    term: AtomicU64,
+}
+
+fn role_code(r: Role) -> u8 {
+    match r {
+        Role::Follower => 0,
+        Role::PreCandidate => 1,
+        Role::Candidate => 2,
+        Role::Leader => 3,
+        Role::Learner => 4,
+    }
+}
+
+fn role_of(code: u8) -> Role {
+    match code {
+        1 => Role::PreCandidate,
+        2 => Role::Candidate,
+        3 => Role::Leader,
+        4 => Role::Learner,
+        _ => Role::Follower,
+    }
+}
+
+impl GroupView {
+    fn publish(&self, role: Role, leader: NodeId, term: Term) {
+        self.term.store(term, Ordering::Release);
+        self.leader.store(leader, Ordering::Release);
+        self.role.store(role_code(role), Ordering::Release);
+    }
+}
+
 /// A cloneable handle to a running driver. Every call goes through a bounded
 /// command channel; calls after the driver stopped fail with
 /// [`DriverError::Shutdown`].
 #[derive(Clone, Debug)]
 pub struct DriverHandle {
     tx: mpsc::Sender<Command>,
+    views: Arc<BTreeMap<GroupId, Arc<GroupView>>>,
 }
 
 impl DriverHandle {
@@ -300,6 +340,19 @@ impl DriverHandle {
             .await?
     }
 
+    /// The group's role, leader and term as of the driver's last round,
+    /// without a round trip (None: the group is not hosted). A hint: it may
+    /// be a round behind.
+    pub fn role_hint(&self, group: GroupId) -> Option<(Role, NodeId, Term)> {
+        self.views.get(&group).map(|v| {
+            (
+                role_of(v.role.load(Ordering::Acquire)),
+                v.leader.load(Ordering::Acquire),
+                v.term.load(Ordering::Acquire),
+            )
+        })
+    }
+
     pub async fn status(&self, group: GroupId) -> Result<GroupStatus, DriverError> {
         self.call(|tx| Command::Status { group, tx }).await?
     }
@@ -348,6 +401,7 @@ impl DriverHandle {
 
 struct Group {
     node: RaftNode,
+    view: Arc<GroupView>,
     sm: Box<dyn StateMachine>,
     /// Proposals by index, with the term they were proposed in and when.
     proposals: BTreeMap<Index, (Term, Instant, ProposeTx)>,
@@ -419,6 +473,8 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             let group = recover_group(&mut engine, &snaps, spec)?;
             hosted.insert(gid, group);
         }
+        let views: BTreeMap<GroupId, Arc<GroupView>> =
+            hosted.iter().map(|(g, grp)| (*g, grp.view.clone())).collect();
         let (cmd_tx, cmd_rx) = mpsc::channel(opts.command_queue);
         let driver = Driver {
             opts,
@@ -436,7 +492,13 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             stats: DriverStats::default(),
         };
         let task = tokio::spawn(driver.run());
-        Ok((DriverHandle { tx: cmd_tx }, task))
+        Ok((
+            DriverHandle {
+                tx: cmd_tx,
+                views: Arc::new(views),
+            },
+            task,
+        ))
     }
 
     async fn run(mut self) -> Result<(), DriverError> {
@@ -733,6 +795,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                 continue;
             };
             if let Some(ss) = rd.soft_state {
+                g.view.publish(ss.role, ss.leader, ss.term);
                 metrics::counter!("rhea_raft_soft_state_changes_total").increment(1);
                 if ss.role == Role::Leader {
                     metrics::counter!("rhea_raft_leader_elected_total").increment(1);
@@ -920,8 +983,11 @@ fn recover_group<D: Disk>(
     let mut config = config;
     config.seed ^= start_nonce();
     let node = RaftNode::new(config, bootstrap)?;
+    let view = Arc::new(GroupView::default());
+    view.publish(node.role(), node.leader(), node.term());
     Ok(Group {
         node,
+        view,
         sm: state_machine,
         proposals: BTreeMap::new(),
         reads: HashMap::new(),
