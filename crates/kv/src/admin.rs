@@ -66,13 +66,24 @@ fn list(ids: &BTreeSet<NodeId>) -> String {
         .join(",")
 }
 
-/// Serve one admin command on this node.
+/// Serve one admin command on this node. Every failure, `NOTLEADER`
+/// included, is answered as the structured RESP error of the internal
+/// protocol (the CLI follows `NOTLEADER` to the leader).
 pub async fn serve_admin(router: &Router, args: &[Bytes]) -> Result<Value, KvError> {
     let Some(store) = router.local() else {
         return Ok(Value::error("ERR not a server"));
     };
-    let sub = s(&args[0]).to_ascii_uppercase();
-    let r = match sub.as_str() {
+    Ok(admin_command(store, args)
+        .await
+        .unwrap_or_else(|e| Value::Error(error_to_resp(&e))))
+}
+
+async fn admin_command(store: &KvStore, args: &[Bytes]) -> Result<Value, KvError> {
+    let Some(first) = args.first() else {
+        return Ok(Value::error("ERR RHEA.ADMIN needs a subcommand"));
+    };
+    let sub = s(first).to_ascii_uppercase();
+    match sub.as_str() {
         "LEADERS" => leaders(store).await,
         "SNAPSHOT" => {
             let region = num(args.get(1))?;
@@ -139,8 +150,7 @@ pub async fn serve_admin(router: &Router, args: &[Bytes]) -> Result<Value, KvErr
             change(store, region, voters, learners).await
         }
         _ => Ok(Value::error(format!("ERR unknown admin command '{sub}'"))),
-    };
-    Ok(r.unwrap_or_else(|e| Value::Error(error_to_resp(&e))))
+    }
 }
 
 async fn leaders(store: &KvStore) -> Result<Value, KvError> {
@@ -207,7 +217,15 @@ async fn change(
     voters: BTreeSet<NodeId>,
     learners: BTreeSet<NodeId>,
 ) -> Result<Value, KvError> {
-    leader_status(store, region).await?;
+    let st = leader_status(store, region).await?;
+    let m = &st.membership;
+    if !m.is_joint() && m.voters == voters && m.learners == learners {
+        return Ok(Value::Simple(format!(
+            "OK region {region} already has voters {} learners {}",
+            list(&m.voters),
+            list(&m.learners)
+        )));
+    }
     store
         .driver()
         .change_membership(region, voters.clone(), learners.clone())

@@ -60,6 +60,11 @@ pub enum KvError {
         "region {region}: no outcome within {timeout_ms} ms; the write may or may not be applied"
     )]
     Timeout { region: RegionId, timeout_ms: u64 },
+    /// The request reached `addr` (or may have) but no answer came back: the
+    /// node died, the connection broke or the reply timed out. **A write's
+    /// outcome is unknown**, so writes are not retried; reads are.
+    #[error("no answer from {addr} ({reason}); the request may or may not have been executed")]
+    Indeterminate { addr: String, reason: String },
     /// A node answered something that is not valid Rhea protocol.
     #[error("protocol: {0}")]
     Protocol(String),

@@ -106,18 +106,23 @@ impl Conn {
         })
     }
 
-    /// Send one command and read its reply.
+    /// Send one command and read its reply. A failure before the request
+    /// was completely written is `Connection` (it was not executed); a
+    /// failure after is `Indeterminate` (it may have been).
     pub async fn call(&mut self, args: &[&[u8]]) -> Result<Value, KvError> {
         let mut out = Vec::with_capacity(64);
         encode_command(args, &mut out);
-        let err = |reason: String| KvError::Connection {
-            addr: self.addr.clone(),
-            reason,
-        };
         self.stream
             .write_all(&out)
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| KvError::Connection {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            })?;
+        let lost = |reason: String| KvError::Indeterminate {
+            addr: self.addr.clone(),
+            reason,
+        };
         loop {
             match parse_value(&self.buf, &self.limits) {
                 Ok(Some((v, n))) => {
@@ -125,18 +130,35 @@ impl Conn {
                     return Ok(v);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(KvError::Protocol(format!("reply from {}: {e}", self.addr))),
+                Err(e) => {
+                    return Err(KvError::Protocol(format!(
+                        "reply from {}: {e}",
+                        self.addr
+                    )));
+                }
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = self
                 .stream
                 .read(&mut chunk)
                 .await
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| lost(e.to_string()))?;
             if n == 0 {
-                return Err(err("connection closed".into()));
+                return Err(lost("connection closed before the reply".into()));
             }
             self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// False when the peer has closed the connection (checked without
+    /// blocking before a pooled connection is reused: a request written to a
+    /// dead connection would end as `Indeterminate` for nothing).
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Ok(0) => false,
+            Ok(_) => false, // unsolicited bytes: the stream is out of step
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         }
     }
 }
@@ -198,6 +220,10 @@ pub fn error_from_resp(msg: &str) -> KvError {
             reason: msg.trim_start_matches("TRYAGAIN").trim().to_string(),
         },
         "INVALID" => KvError::Invalid(msg.trim_start_matches("INVALID").trim().to_string()),
+        "INDETERMINATE" => KvError::Indeterminate {
+            addr: "a forwarding node".into(),
+            reason: msg.trim_start_matches("INDETERMINATE").trim().to_string(),
+        },
         "TIMEOUT" => {
             let region = num();
             let timeout_ms = num();
@@ -227,6 +253,7 @@ pub fn error_to_resp(e: &KvError) -> String {
         KvError::Unavailable { .. } => format!("CLUSTERDOWN {e}"),
         KvError::Invalid(m) => format!("INVALID {m}"),
         KvError::Timeout { region, timeout_ms } => format!("TIMEOUT {region} {timeout_ms}"),
+        KvError::Indeterminate { .. } => format!("INDETERMINATE {e}"),
         e => format!("ERR {e}"),
     }
 }
@@ -359,7 +386,20 @@ impl Router {
 
     /// Send one command to `addr` on a pooled connection.
     pub async fn call_addr(&self, addr: &str, args: &[&[u8]]) -> Result<Value, KvError> {
-        let pooled = lock(&self.0.pools).get_mut(addr).and_then(|p| p.pop());
+        let pooled = {
+            let mut pools = lock(&self.0.pools);
+            let pool = pools.get_mut(addr);
+            let mut found = None;
+            if let Some(p) = pool {
+                while let Some(c) = p.pop() {
+                    if c.is_open() {
+                        found = Some(c);
+                        break;
+                    }
+                }
+            }
+            found
+        };
         let mut conn = match pooled {
             Some(c) => c,
             None => {
@@ -374,7 +414,7 @@ impl Router {
         let timeout = Duration::from_millis(self.0.opts.request_timeout_ms);
         let v = tokio::time::timeout(timeout, conn.call(args))
             .await
-            .map_err(|_| KvError::Connection {
+            .map_err(|_| KvError::Indeterminate {
                 addr: addr.to_string(),
                 reason: format!("no reply within {} ms", self.0.opts.request_timeout_ms),
             })??;
@@ -441,6 +481,16 @@ impl Router {
         loop {
             attempts += 1;
             let result = self.attempt(region, &req, try_local).await;
+            // A read that got no answer is retried like a connection error;
+            // a write is not (it may have been applied).
+            let result = match result {
+                Err(KvError::Indeterminate { addr, reason })
+                    if matches!(req, RegionRequest::Read(..)) =>
+                {
+                    Err(KvError::Connection { addr, reason })
+                }
+                r => r,
+            };
             match result {
                 Ok(a) => return Ok(a),
                 Err(e) if !e.is_retryable() => return Err(e),

@@ -181,7 +181,7 @@ fn arity(name: &str) -> Value {
 fn user_error(e: &KvError) -> Value {
     Value::error(match e {
         KvError::Unavailable { .. } => format!("CLUSTERDOWN {e}"),
-        KvError::Timeout { .. } => format!("TIMEOUT {e}"),
+        KvError::Timeout { .. } | KvError::Indeterminate { .. } => format!("TIMEOUT {e}"),
         KvError::Invalid(m) => format!("ERR {m}"),
         KvError::Failed(m) => format!("ERR {m}"),
         e if e.is_retryable() => format!("TRYAGAIN {e}"),

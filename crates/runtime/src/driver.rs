@@ -812,7 +812,7 @@ impl<D: Disk + Clone + 'static> Driver<D> {
                 let superseded: Vec<Index> = g.proposals.range(..=last).map(|(i, _)| *i).collect();
                 for index in superseded {
                     if let Some((_, _, tx)) = g.proposals.remove(&index) {
-                        let _ = tx.send(Err(DriverError::Dropped { index }));
+                        let _ = tx.send(Err(DriverError::Superseded { index }));
                     }
                 }
             }

@@ -4,7 +4,12 @@
 //! only the `rhea` binary imports it.
 //!
 //! Built so far: [`protocol`], Seata's wire protocol v1 with the SEATA codec,
-//! byte-exact with Seata's Java and Go clients (`docs/seata-protocol.md`).
-//! The coordinator, the TM API and AT mode are issue 4's remaining work.
+//! byte-exact with Seata's Java and Go clients (`docs/seata-protocol.md`);
+//! [`coordinator`], the TC's deterministic, sans-IO replicated state
+//! machines: session partitions (global and branch sessions) and lock
+//! partitions (global row locks), see `docs/tc-state-machine.md`.
+//! The coordinator's async/raft layer, the TM API and AT mode are issue 4's
+//! remaining work.
 
+pub mod coordinator;
 pub mod protocol;

@@ -30,10 +30,15 @@ pub enum DriverError {
     /// The core refused the admin request (other than not being leader).
     #[error("admin request refused: {0}")]
     Admin(AdminError),
-    /// The proposed entry was not applied as proposed: another leader's entry
-    /// replaced it, or a snapshot install superseded it (outcome unknown).
-    #[error("entry {index} was not applied as proposed (replaced, or superseded by a snapshot)")]
+    /// The proposed entry was not applied: another leader's entry replaced
+    /// it in the log (or a newer proposal reused its index). Safe to retry.
+    #[error("entry {index} was replaced by another leader's entry and not applied")]
     Dropped { index: Index },
+    /// A snapshot installed from another leader covers the proposed entry's
+    /// index: it may or may not be part of that snapshot. **Outcome unknown**;
+    /// not retryable as such.
+    #[error("entry {index} was superseded by an installed snapshot; it may or may not have been applied")]
+    Superseded { index: Index },
     /// The driver stopped (shutdown, or a fatal storage error) before answering.
     #[error("the driver is shut down")]
     Shutdown,

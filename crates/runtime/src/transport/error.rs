@@ -11,7 +11,7 @@ use thiserror::Error;
 pub enum TransportError {
     /// The listening socket could not be created or bound (most often: the
     /// port is in use). The message names the address.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
