@@ -20,9 +20,10 @@ use super::lock_key::{DEFAULT_MAX_ROW_KEY_BYTES, LockKeyLimits};
 /// the first failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Failed phase-two commit attempts tolerated: the session gives up at
-    /// failure number `max_commit_retries + 1` (0: the first failure gives
-    /// up).
+    /// Failed phase-two commit rounds tolerated: the session gives up at
+    /// failed round `max_commit_retries + 1` (0: the first failure gives
+    /// up). Failures of several branches reported within one backoff period
+    /// are one round.
     pub max_commit_retries: u32,
     /// The same for rollback.
     pub max_rollback_retries: u32,
@@ -161,7 +162,7 @@ impl Default for LockConfig {
             max_row_locks: 10_000_000,
             max_rows_per_command: super::lock_key::DEFAULT_MAX_LOCK_KEYS_PER_BRANCH,
             max_row_key_bytes: DEFAULT_MAX_ROW_KEY_BYTES,
-            fence_retention_ms: 10 * 60 * 1000,
+            fence_retention_ms: 2 * 60 * 1000,
             max_fences: 1_000_000,
         }
     }

@@ -89,7 +89,7 @@ pub enum SessionCommand {
     /// all its row locks. For sessions stuck in a failed status
     /// (`CommitFailed`, `RollbackFailed`, `*RetryTimeout`, ...) once the
     /// operator has repaired the data.
-    ForceFinish { xid: String, now_ms: u64 },
+    ForceFinish { xid: String },
     /// The lock release `release_id` was applied on all its partitions:
     /// drop it from the outbox.
     AckLockRelease { release_id: u64 },
@@ -384,10 +384,9 @@ fn put_command(cmd: &SessionCommand, w: &mut Writer) {
             w.u8(10);
             w.str(xid);
         }
-        SessionCommand::ForceFinish { xid, now_ms } => {
+        SessionCommand::ForceFinish { xid } => {
             w.u8(11);
             w.str(xid);
-            w.u64(*now_ms);
         }
         SessionCommand::AckLockRelease { release_id } => {
             w.u8(12);
@@ -448,10 +447,7 @@ fn get_command(r: &mut Reader<'_>) -> Result<SessionCommand, CodecError> {
             now_ms: r.u64()?,
         },
         10 => SessionCommand::Status { xid: r.string()? },
-        11 => SessionCommand::ForceFinish {
-            xid: r.string()?,
-            now_ms: r.u64()?,
-        },
+        11 => SessionCommand::ForceFinish { xid: r.string()? },
         12 => SessionCommand::AckLockRelease {
             release_id: r.u64()?,
         },

@@ -39,7 +39,7 @@ pub use snapshot::SESSION_SNAPSHOT_VERSION;
 use super::config::{ConfigError, SessionConfig};
 use super::error::{CoordinatorError, Limit};
 use super::ids::parse_xid;
-use super::lock_key::{parse_lock_key, plan_by_partition};
+use super::lock_key::{LockKeyError, parse_lock_key, plan_by_partition};
 use crate::protocol::{BranchStatus, BranchType, GlobalStatus};
 
 /// The branch id of a saga's session-wide phase two: Seata sends one
@@ -53,7 +53,8 @@ pub const SAGA_TRANSACTION_NAME_PREFIX: &str = "$Saga_";
 /// Phase-two retry bookkeeping of a global session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetryState {
-    /// Failed phase-two attempts (any branch) since phase two began.
+    /// Failed phase-two rounds since phase two began (failures of several
+    /// branches within one backoff period count once).
     pub failures: u32,
     /// When the first attempt failed.
     pub first_failure_ms: Option<u64>,
@@ -399,7 +400,7 @@ impl SessionPartition {
                     .map_or(GlobalStatus::Finished, |s| s.status),
                 lock_work: Vec::new(),
             }),
-            SessionCommand::ForceFinish { xid, now_ms: _ } => self.force_finish(&xid),
+            SessionCommand::ForceFinish { xid } => self.force_finish(&xid),
             SessionCommand::AckLockRelease { release_id } => Ok(SessionAnswer::LockReleaseAcked {
                 found: self.outbox.releases.remove(&release_id).is_some(),
             }),
@@ -649,11 +650,17 @@ impl SessionPartition {
                 })?;
             plan_by_partition(rows, config.lock_partitions)
         } else {
-            check_len(
-                Limit::ApplicationDataBytes,
-                branch.lock_key.len(),
-                limits.lock_keys.max_lock_key_bytes,
-            )?;
+            // Kept but not parsed; still bounded.
+            let max = limits.lock_keys.max_lock_key_bytes;
+            if branch.lock_key.len() > max {
+                return Err(CoordinatorError::LockKey {
+                    xid: xid.to_owned(),
+                    error: LockKeyError::LockKeyTooLong {
+                        bytes: as_u64(branch.lock_key.len()),
+                        limit: as_u64(max),
+                    },
+                });
+            }
             Vec::new()
         };
         branch.lock_partitions = lock_plan.iter().map(|p| p.partition).collect();
@@ -1163,8 +1170,13 @@ fn resolve_xaer_nota(
     }
 }
 
-/// Counts a failed phase-two attempt; gives up past the retry policy,
-/// otherwise schedules the next attempt.
+/// Counts a failed phase-two round; gives up past the retry policy,
+/// otherwise schedules the next round.
+///
+/// A round is what `due_phase_two` hands out at one time: failures reported
+/// while the backoff they scheduled is still pending belong to the same
+/// round and count once (fifty AT branches of an RM that is down are one
+/// failed round, not fifty).
 fn record_failure(
     session: &mut GlobalSession,
     outbox: &mut Outbox,
@@ -1174,7 +1186,10 @@ fn record_failure(
 ) {
     let policy = &config.retry;
     let retry = &mut session.retry;
-    retry.failures = retry.failures.saturating_add(1);
+    let new_round = now_ms >= retry.next_attempt_ms;
+    if new_round {
+        retry.failures = retry.failures.saturating_add(1);
+    }
     let first = *retry.first_failure_ms.get_or_insert(now_ms);
     let max_failures = match phase_two_action(session.status) {
         Some(PhaseTwoAction::Commit) => policy.max_commit_retries,
@@ -1184,7 +1199,7 @@ fn record_failure(
     if retry.failures > max_failures || now_ms.saturating_sub(first) > policy.max_retry_duration_ms
     {
         give_up(session, outbox, config, work);
-    } else {
+    } else if new_round {
         retry.next_attempt_ms = now_ms.saturating_add(policy.backoff_ms(retry.failures));
     }
 }

@@ -50,7 +50,7 @@ pub(super) fn sample_session_commands() -> Vec<SessionCommand> {
             now_ms: 9,
         },
         SessionCommand::Status { xid: xid.clone() },
-        SessionCommand::ForceFinish { xid, now_ms: 10 },
+        SessionCommand::ForceFinish { xid },
         SessionCommand::AckLockRelease { release_id: 3 },
     ]
 }

@@ -83,7 +83,7 @@ fn random_session_command(rng: &mut Rng, now: &mut u64, p: &SessionPartition) ->
         },
         _ => {
             if rng.below(4) == 0 {
-                SessionCommand::ForceFinish { xid, now_ms }
+                SessionCommand::ForceFinish { xid }
             } else {
                 SessionCommand::Status { xid }
             }

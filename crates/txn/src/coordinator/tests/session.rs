@@ -564,10 +564,7 @@ fn rollback_unretryable_failure_keeps_the_locks_until_force_finish() {
     assert_eq!(p.pending_lock_releases().count(), 0);
     assert!(due_ids(&p, 1_000_000).is_empty());
 
-    match p.apply(SessionCommand::ForceFinish {
-        xid: xid.clone(),
-        now_ms: 2,
-    }) {
+    match p.apply(SessionCommand::ForceFinish { xid: xid.clone() }) {
         SessionAnswer::ForceFinished {
             previous_status,
             lock_work,
@@ -582,10 +579,7 @@ fn rollback_unretryable_failure_keeps_the_locks_until_force_finish() {
     }
     assert!(p.is_empty());
     assert_eq!(
-        refused(p.apply(SessionCommand::ForceFinish {
-            xid: xid.clone(),
-            now_ms: 3
-        })),
+        refused(p.apply(SessionCommand::ForceFinish { xid: xid.clone() })),
         CoordinatorError::GlobalTransactionNotExist { xid }
     );
 }
@@ -731,10 +725,7 @@ fn bounded_rollback_duration_ends_in_rollback_retry_timeout_keeping_locks() {
     assert_eq!(p.pending_lock_releases().count(), 0);
     assert!(due_ids(&p, u64::MAX).is_empty());
     // The operator releases them.
-    match p.apply(SessionCommand::ForceFinish {
-        xid: xid.clone(),
-        now_ms: 20_000,
-    }) {
+    match p.apply(SessionCommand::ForceFinish { xid: xid.clone() }) {
         SessionAnswer::ForceFinished { lock_work, .. } => {
             assert_eq!(
                 release_of(&lock_work),
@@ -758,7 +749,7 @@ fn bounded_rollback_retries_by_count() {
             &xid,
             1,
             BranchStatus::PhaseTwoRollbackFailedRetryable,
-            20 + i,
+            20 + i * 1_000,
         )))
         .0;
     }
@@ -1119,10 +1110,7 @@ fn refused_commands_change_nothing() {
         register_cmd(&xid_of(2), 2, BranchType::At, "t:2"),
         begin_cmd(1, "tx", 1, 0),
         result_cmd(&xid, 1, BranchStatus::PhaseTwoCommitted, 0),
-        SessionCommand::ForceFinish {
-            xid: xid_of(3),
-            now_ms: 0,
-        },
+        SessionCommand::ForceFinish { xid: xid_of(3) },
     ] {
         assert!(matches!(p.apply(cmd), SessionAnswer::Refused(_)));
         assert_eq!(p.snapshot(), before);
@@ -1132,4 +1120,71 @@ fn refused_commands_change_nothing() {
         SessionAnswer::Refused(CoordinatorError::MalformedCommand(_))
     ));
     assert_eq!(p.snapshot(), before);
+}
+
+#[test]
+fn async_commit_failures_stay_async_or_fail() {
+    let mut p = sessions();
+    let xid = begin(&mut p, 1);
+    register(&mut p, &xid, 1, BranchType::At, "t:1");
+    register(&mut p, &xid, 2, BranchType::At, "t:2");
+    p.apply(SessionCommand::Commit {
+        xid: xid.clone(),
+        now_ms: 0,
+    });
+    let (status, _) = global_status(p.apply(result_cmd(
+        &xid,
+        1,
+        BranchStatus::PhaseTwoCommitFailedRetryable,
+        0,
+    )));
+    assert_eq!(status, GlobalStatus::AsyncCommitting);
+    assert_eq!(p.global_session(&xid).unwrap().retry.failures, 1);
+    let (status, _) = global_status(p.apply(result_cmd(
+        &xid,
+        2,
+        BranchStatus::PhaseTwoCommitFailedUnretryable,
+        1,
+    )));
+    assert_eq!(status, GlobalStatus::CommitFailed);
+}
+
+#[test]
+fn timeout_rollback_without_retries_ends_timeout_rollbacked() {
+    let mut p = sessions();
+    p.apply(begin_cmd(1, "tx", 10, 0));
+    let xid = xid_of(1);
+    register(&mut p, &xid, 1, BranchType::Tcc, "");
+    p.apply(SessionCommand::TimeoutCheck { now_ms: 11 });
+    let (status, _) =
+        global_status(p.apply(result_cmd(&xid, 1, BranchStatus::PhaseTwoRollbacked, 12)));
+    assert_eq!(status, GlobalStatus::TimeoutRollbacked);
+    assert!(p.is_empty());
+}
+
+#[test]
+fn failures_within_one_backoff_count_as_one_round() {
+    let mut p = sessions();
+    let xid = begin(&mut p, 1);
+    for id in 1..=10 {
+        register(&mut p, &xid, id, BranchType::At, "");
+    }
+    p.apply(SessionCommand::Commit {
+        xid: xid.clone(),
+        now_ms: 0,
+    });
+    // The RM is down: every branch of the round fails.
+    for id in 1..=10 {
+        let (status, _) = global_status(p.apply(result_cmd(
+            &xid,
+            id,
+            BranchStatus::PhaseTwoCommitFailedRetryable,
+            id as u64,
+        )));
+        assert_eq!(status, GlobalStatus::AsyncCommitting);
+    }
+    let s = p.global_session(&xid).unwrap();
+    assert_eq!(s.retry.failures, 1);
+    assert_eq!(s.retry.next_attempt_ms, 1 + 100);
+    assert!(s.branches.iter().all(|b| b.phase_two_failures == 1));
 }
