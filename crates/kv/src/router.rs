@@ -131,10 +131,7 @@ impl Conn {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(KvError::Protocol(format!(
-                        "reply from {}: {e}",
-                        self.addr
-                    )));
+                    return Err(KvError::Protocol(format!("reply from {}: {e}", self.addr)));
                 }
             }
             let mut chunk = [0u8; 16 * 1024];
@@ -477,9 +474,22 @@ impl Router {
         let mut backoff = self.0.opts.backoff_initial_ms.max(1);
         let mut attempts = 0u32;
         let mut last: KvError;
-        let mut try_local = true;
+        // With a local store: try it first unless the route already names
+        // another node as leader (reads any replica may serve are local).
+        let any_replica = matches!(&req, RegionRequest::Read(_, c) if c.any_replica());
+        let mut try_local = match &self.0.local {
+            None => false,
+            Some(s) => {
+                any_replica
+                    || self
+                        .route(region)
+                        .is_none_or(|r| r.leader == 0 || r.leader == s.node_id())
+            }
+        };
         loop {
             attempts += 1;
+            let asked_local = try_local && self.0.local.is_some();
+            let asked_leader = self.route(region).map_or(0, |r| r.leader);
             let result = self.attempt(region, &req, try_local).await;
             // A read that got no answer is retried like a connection error;
             // a write is not (it may have been applied).
@@ -502,18 +512,21 @@ impl Router {
                             leader_addr,
                             ..
                         } => {
-                            let known = self.route(region).map(|r| (r.leader, r.leader_addr));
-                            let changed = known.as_ref().is_none_or(|(l, _)| l != leader);
                             self.note_leader(region, *leader, leader_addr.clone());
+                            let me = self.0.local.as_ref().map(|s| s.node_id());
                             // The local node is not the leader: go remote
                             // (unless it names itself, or nobody).
-                            try_local = self
-                                .0
-                                .local
-                                .as_ref()
-                                .is_some_and(|s| *leader == s.node_id() || *leader == 0);
-                            // A newly named leader is tried at once.
-                            sleep = !(changed && *leader != 0 && leader_addr.is_some());
+                            try_local = me.is_some_and(|id| *leader == id || *leader == 0);
+                            // Another node named as leader is tried at once,
+                            // unless it is the one that just refused.
+                            let refused_by = if asked_local {
+                                me.unwrap_or(0)
+                            } else {
+                                asked_leader
+                            };
+                            let reachable = leader_addr.is_some()
+                                || self.route(region).is_some_and(|r| r.leader_addr.is_some());
+                            sleep = !(*leader != 0 && *leader != refused_by && reachable);
                         }
                         KvError::EpochMismatch { current, .. } => {
                             self.note_epoch(region, *current);
