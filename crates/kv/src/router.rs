@@ -477,14 +477,28 @@ impl Router {
         // With a local store: try it first unless the route already names
         // another node as leader (reads any replica may serve are local).
         let any_replica = matches!(&req, RegionRequest::Read(_, c) if c.any_replica());
+        // This node's own view of the region is fresher than the route
+        // cache: serve locally when it leads, else go to the leader it knows.
         let mut try_local = match &self.0.local {
             None => false,
-            Some(s) => {
-                any_replica
-                    || self
-                        .route(region)
-                        .is_none_or(|r| r.leader == 0 || r.leader == s.node_id())
-            }
+            Some(s) => match s.driver().role_hint(region) {
+                _ if any_replica => true,
+                Some((rhea_raft::Role::Leader, _, _)) | None => true,
+                Some((_, leader, _)) if leader != 0 && leader != s.node_id() => {
+                    let addr = s
+                        .directory()
+                        .get(&leader)
+                        .map(|a| a.client_addr.clone())
+                        .filter(|a| !a.is_empty());
+                    if addr.is_some() {
+                        self.note_leader(region, leader, addr);
+                        false
+                    } else {
+                        true
+                    }
+                }
+                Some(_) => true,
+            },
         };
         loop {
             attempts += 1;
