@@ -473,8 +473,10 @@ impl<D: Disk + Clone + 'static> Driver<D> {
             let group = recover_group(&mut engine, &snaps, spec)?;
             hosted.insert(gid, group);
         }
-        let views: BTreeMap<GroupId, Arc<GroupView>> =
-            hosted.iter().map(|(g, grp)| (*g, grp.view.clone())).collect();
+        let views: BTreeMap<GroupId, Arc<GroupView>> = hosted
+            .iter()
+            .map(|(g, grp)| (*g, grp.view.clone()))
+            .collect();
         let (cmd_tx, cmd_rx) = mpsc::channel(opts.command_queue);
         let driver = Driver {
             opts,

@@ -37,7 +37,9 @@ pub enum DriverError {
     /// A snapshot installed from another leader covers the proposed entry's
     /// index: it may or may not be part of that snapshot. **Outcome unknown**;
     /// not retryable as such.
-    #[error("entry {index} was superseded by an installed snapshot; it may or may not have been applied")]
+    #[error(
+        "entry {index} was superseded by an installed snapshot; it may or may not have been applied"
+    )]
     Superseded { index: Index },
     /// The driver stopped (shutdown, or a fatal storage error) before answering.
     #[error("the driver is shut down")]
