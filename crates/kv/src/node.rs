@@ -274,6 +274,9 @@ async fn stopped_or(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     stopped || *stop.borrow()
 }
 
+/// Longest wait for one region's registration before the loop moves on.
+const REGISTER_TIMEOUT_MS: u64 = 1_000;
+
 async fn directory_loop(
     cfg: NodeConfig,
     store: KvStore,
@@ -299,8 +302,14 @@ async fn directory_loop(
                 known.insert(id, a.raft_addr.clone());
             }
         }
-        // Register this node in every region whose directory lacks it.
-        for range in store.layout() {
+        // Register this node in every region whose directory lacks it: the
+        // regions it leads first (a local proposal), then the others through
+        // their leaders, each bounded so that one region without a known
+        // leader does not hold up the rest.
+        let mut order: Vec<&crate::region::RegionRange> = store.layout().iter().collect();
+        order
+            .sort_by_key(|r| !matches!(store.driver().role_hint(r.id), Some((Role::Leader, _, _))));
+        for range in order {
             let Some(shared) = store.storage().region(range.id) else {
                 continue;
             };
@@ -330,7 +339,12 @@ async fn directory_loop(
             // Shutdown must not wait for a registration without a quorum.
             let r: Result<_, KvError> = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                r = register => r,
+                r = tokio::time::timeout(Duration::from_millis(REGISTER_TIMEOUT_MS), register) => {
+                    r.unwrap_or_else(|_| Err(KvError::TryAgain {
+                        region: range.id,
+                        reason: "registration timed out".into(),
+                    }))
+                }
             };
             if let Err(e) = r {
                 tracing::debug!(region = range.id, error = %e, "node registration not done yet");

@@ -627,10 +627,18 @@ impl Router {
                         }
                     }
                 }
-                (None, None) => match self.0.seeds.first() {
-                    Some(s) => s.clone(),
-                    None => return Err(KvError::Invalid("no seed addresses".into())),
-                },
+                // Leader address unknown (not registered yet): try the seeds
+                // in turn; one of them may be the leader, which then serves.
+                (None, None) => {
+                    if self.0.seeds.is_empty() {
+                        return Err(KvError::Invalid("no seed addresses".into()));
+                    }
+                    let i = self
+                        .0
+                        .next_seed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.0.seeds[i % self.0.seeds.len()].clone()
+                }
             },
         };
         // A forwarding node skips the epoch check (its layout is the
