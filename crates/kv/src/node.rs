@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     /// Snapshot a region once its log grew by this many entries (0: never).
     pub snapshot_every_entries: u64,
+    /// Snapshot bytes a leader sends per second, over all followers of a
+    /// region (0: unlimited). Default 64 MiB/s.
+    pub snapshot_throttle_bytes_per_sec: u64,
     pub driver: DriverOptions,
     pub transport: TransportOptions,
     pub storage: StorageOptions,
@@ -84,6 +87,7 @@ impl NodeConfig {
             election_timeout_ms: 1000,
             heartbeat_interval_ms: 100,
             snapshot_every_entries: 100_000,
+            snapshot_throttle_bytes_per_sec: 64 * 1024 * 1024,
             driver: DriverOptions::default(),
             transport: TransportOptions::default(),
             storage: StorageOptions::default(),
@@ -169,6 +173,12 @@ impl KvNode {
             let mut c = Config::new(cfg.node_id, range.id);
             c.election_timeout_ticks = et;
             c.heartbeat_interval_ticks = hb;
+            // The core counts the throttle per tick.
+            c.snapshot_throttle_bytes_per_tick =
+                cfg.snapshot_throttle_bytes_per_sec.saturating_mul(tick) / 1000;
+            if cfg.snapshot_throttle_bytes_per_sec > 0 {
+                c.snapshot_throttle_bytes_per_tick = c.snapshot_throttle_bytes_per_tick.max(1);
+            }
             specs.push(GroupSpec {
                 config: c,
                 initial_membership: (!cfg.join).then(|| Membership::new(voters.iter().copied())),

@@ -60,6 +60,9 @@ pub struct ServerArgs {
     /// Snapshot a region after this many applied entries (0: never). Default 100000.
     #[arg(long, env = "RHEA_SNAPSHOT_EVERY_ENTRIES")]
     pub snapshot_every_entries: Option<u64>,
+    /// Snapshot bytes a leader sends per second to catch followers up (0: unlimited). Default 67108864.
+    #[arg(long, env = "RHEA_SNAPSHOT_THROTTLE_BYTES_PER_SEC")]
+    pub snapshot_throttle_bytes_per_sec: Option<u64>,
     /// Most client connections. Default 10000.
     #[arg(long, env = "RHEA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -122,6 +125,7 @@ pub struct Settings {
     pub heartbeat_interval_ms: u64,
     pub tick_interval_ms: u64,
     pub snapshot_every_entries: u64,
+    pub snapshot_throttle_bytes_per_sec: u64,
     pub max_connections: usize,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
@@ -212,6 +216,7 @@ impl ServerArgs {
                 heartbeat_interval_ms,
                 tick_interval_ms,
                 snapshot_every_entries,
+                snapshot_throttle_bytes_per_sec,
                 max_connections,
                 max_key_bytes,
                 max_value_bytes,
@@ -322,6 +327,9 @@ impl ServerArgs {
             heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(100),
             tick_interval_ms: self.tick_interval_ms.unwrap_or(100),
             snapshot_every_entries: self.snapshot_every_entries.unwrap_or(100_000),
+            snapshot_throttle_bytes_per_sec: self
+                .snapshot_throttle_bytes_per_sec
+                .unwrap_or(64 * 1024 * 1024),
             max_connections: self.max_connections.unwrap_or(10_000),
             max_key_bytes: self.max_key_bytes.unwrap_or(64 * 1024),
             max_value_bytes: self.max_value_bytes.unwrap_or(4 * 1024 * 1024),

@@ -60,6 +60,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     cfg.election_timeout_ms = s.election_timeout_ms;
     cfg.heartbeat_interval_ms = s.heartbeat_interval_ms;
     cfg.snapshot_every_entries = s.snapshot_every_entries;
+    cfg.snapshot_throttle_bytes_per_sec = s.snapshot_throttle_bytes_per_sec;
     cfg.driver = DriverOptions {
         tick_interval_ms: s.tick_interval_ms,
         sync_writes: s.sync_writes,
