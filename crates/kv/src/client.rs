@@ -28,6 +28,28 @@ fn unexpected(a: KvAnswer) -> KvError {
     KvError::Protocol(format!("unexpected answer {a:?}"))
 }
 
+fn value_of(a: KvAnswer) -> Result<Option<Bytes>, KvError> {
+    match a {
+        KvAnswer::Value(v) => Ok(v),
+        a => Err(unexpected(a)),
+    }
+}
+
+fn bool_of(a: KvAnswer) -> Result<bool, KvError> {
+    match a {
+        KvAnswer::Bool(b) => Ok(b),
+        a => Err(unexpected(a)),
+    }
+}
+
+/// The sum of per-region counts (delete_range, batch_delete).
+fn total_count(answers: impl IntoIterator<Item = KvAnswer>) -> Result<u64, KvError> {
+    answers.into_iter().try_fold(0, |n, a| match a {
+        KvAnswer::Count(c) => Ok(n + c),
+        a => Err(unexpected(a)),
+    })
+}
+
 impl KvClient {
     /// A client of the cluster reachable at `seeds` (client addresses of any
     /// nodes). Fetches the region layout once; fails clearly if no seed answers.
@@ -78,18 +100,12 @@ impl KvClient {
 
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, KvError> {
         let key = key.into();
-        match self.read(&key.clone(), ReadOp::Get { key }).await? {
-            KvAnswer::Value(v) => Ok(v),
-            a => Err(unexpected(a)),
-        }
+        value_of(self.read(&key.clone(), ReadOp::Get { key }).await?)
     }
 
     pub async fn contains_key(&self, key: impl Into<Bytes>) -> Result<bool, KvError> {
         let key = key.into();
-        match self.read(&key.clone(), ReadOp::ContainsKey { key }).await? {
-            KvAnswer::Bool(b) => Ok(b),
-            a => Err(unexpected(a)),
-        }
+        bool_of(self.read(&key.clone(), ReadOp::ContainsKey { key }).await?)
     }
 
     /// Group `keys` by region, remembering each key's position.
@@ -204,16 +220,11 @@ impl KvClient {
 
     pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<(), KvError> {
         let key = key.into();
-        match self
-            .write(
-                &key.clone(),
-                KvCommand::Put {
-                    key,
-                    value: value.into(),
-                },
-            )
-            .await?
-        {
+        let cmd = KvCommand::Put {
+            key: key.clone(),
+            value: value.into(),
+        };
+        match self.write(&key, cmd).await? {
             KvAnswer::Done => Ok(()),
             a => Err(unexpected(a)),
         }
@@ -226,19 +237,16 @@ impl KvClient {
         value: impl Into<Bytes>,
     ) -> Result<Option<Bytes>, KvError> {
         let key = key.into();
-        match self
-            .write(
+        value_of(
+            self.write(
                 &key.clone(),
                 KvCommand::PutIfAbsent {
                     key,
                     value: value.into(),
                 },
             )
-            .await?
-        {
-            KvAnswer::Value(v) => Ok(v),
-            a => Err(unexpected(a)),
-        }
+            .await?,
+        )
     }
 
     /// Put and return the previous value.
@@ -248,19 +256,16 @@ impl KvClient {
         value: impl Into<Bytes>,
     ) -> Result<Option<Bytes>, KvError> {
         let key = key.into();
-        match self
-            .write(
+        value_of(
+            self.write(
                 &key.clone(),
                 KvCommand::GetAndPut {
                     key,
                     value: value.into(),
                 },
             )
-            .await?
-        {
-            KvAnswer::Value(v) => Ok(v),
-            a => Err(unexpected(a)),
-        }
+            .await?,
+        )
     }
 
     /// Set `key` to `value` if it is `expect`; an absent key never matches.
@@ -276,19 +281,13 @@ impl KvClient {
             expect: expect.into(),
             value: value.into(),
         };
-        match self.write(&key, cmd).await? {
-            KvAnswer::Bool(b) => Ok(b),
-            a => Err(unexpected(a)),
-        }
+        bool_of(self.write(&key, cmd).await?)
     }
 
     /// Delete; returns whether the key existed.
     pub async fn delete(&self, key: impl Into<Bytes>) -> Result<bool, KvError> {
         let key = key.into();
-        match self.write(&key.clone(), KvCommand::Delete { key }).await? {
-            KvAnswer::Bool(b) => Ok(b),
-            a => Err(unexpected(a)),
-        }
+        bool_of(self.write(&key.clone(), KvCommand::Delete { key }).await?)
     }
 
     /// Delete every key in `[start, end)` (empty `end`: to the end); returns
@@ -315,14 +314,7 @@ impl KvClient {
                 )
             })
             .collect();
-        let mut n = 0;
-        for a in self.fan_out(reqs).await?.into_values() {
-            match a {
-                KvAnswer::Count(c) => n += c,
-                a => return Err(unexpected(a)),
-            }
-        }
-        Ok(n)
+        total_count(self.fan_out(reqs).await?.into_values())
     }
 
     /// Put every pair (atomic per region).
@@ -352,13 +344,6 @@ impl KvClient {
                 (r, RegionRequest::Write(KvCommand::BatchDelete { keys }))
             })
             .collect();
-        let mut n = 0;
-        for a in self.fan_out(reqs).await?.into_values() {
-            match a {
-                KvAnswer::Count(c) => n += c,
-                a => return Err(unexpected(a)),
-            }
-        }
-        Ok(n)
+        total_count(self.fan_out(reqs).await?.into_values())
     }
 }

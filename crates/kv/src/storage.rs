@@ -17,6 +17,7 @@
 //! the applied index stored with the data says from where.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -334,6 +335,29 @@ fn in_range<'a>(range: &RegionRange, keys: impl IntoIterator<Item = &'a Bytes>) 
     keys.into_iter().all(|k| range.contains(k))
 }
 
+/// redb bounds of the key range `[lo, hi)` (empty `hi`: to the end).
+fn key_bounds<'a>(lo: &'a [u8], hi: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    let end = if hi.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(hi)
+    };
+    (Bound::Included(lo), end)
+}
+
+/// Every key in `[lo, hi)` (to delete them after the iteration ends).
+fn keys_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    t: &T,
+    lo: &[u8],
+    hi: &[u8],
+) -> Result<Vec<Vec<u8>>, StorageError> {
+    let keys = t
+        .range::<&[u8]>(key_bounds(lo, hi))?
+        .map(|i| i.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
 type Pair<'a> = (
     redb::AccessGuard<'a, &'static [u8]>,
     redb::AccessGuard<'a, &'static [u8]>,
@@ -367,11 +391,7 @@ fn eval_read<T: ReadableTable<&'static [u8], &'static [u8]>>(
             let Some((lo, hi)) = range.clamp(start, end) else {
                 return Ok(KvAnswer::Pairs(Vec::new()));
             };
-            let iter = if hi.is_empty() {
-                t.range::<&[u8]>(&lo[..]..)?
-            } else {
-                t.range::<&[u8]>(&lo[..]..&hi[..])?
-            };
+            let iter = t.range::<&[u8]>(key_bounds(&lo, &hi))?;
             let mut out = Vec::new();
             let mut push =
                 |item: Result<Pair<'_>, redb::StorageError>| -> Result<bool, StorageError> {
@@ -514,15 +534,7 @@ impl RegionStateMachine {
                 let Some((lo, hi)) = self.range.clamp(&start, &end) else {
                     return Ok(KvAnswer::Count(0));
                 };
-                let keys: Vec<Vec<u8>> = {
-                    let iter = if hi.is_empty() {
-                        data.range::<&[u8]>(&lo[..]..)?
-                    } else {
-                        data.range::<&[u8]>(&lo[..]..&hi[..])?
-                    };
-                    iter.map(|i| i.map(|(k, _)| k.value().to_vec()))
-                        .collect::<Result<_, _>>()?
-                };
+                let keys = keys_in(data, &lo, &hi)?;
                 for k in &keys {
                     data.remove(&k[..])?;
                 }
@@ -664,12 +676,9 @@ impl StateMachine for RegionStateMachine {
             out.extend_from_slice(&n.to_le_bytes());
             put(&mut out, &v);
         }
-        let iter = if self.range.end_key.is_empty() {
-            data.range::<&[u8]>(&self.range.start_key[..]..)
-        } else {
-            data.range::<&[u8]>(&self.range.start_key[..]..&self.range.end_key[..])
-        }
-        .map_err(StorageError::from)?;
+        let iter = data
+            .range::<&[u8]>(key_bounds(&self.range.start_key, &self.range.end_key))
+            .map_err(StorageError::from)?;
         for item in iter {
             let (k, v) = item.map_err(StorageError::from)?;
             put(&mut out, k.value());
@@ -686,17 +695,7 @@ impl StateMachine for RegionStateMachine {
         txn.set_durability(Durability::Immediate);
         {
             let mut data = txn.open_table(DATA).map_err(StorageError::from)?;
-            let old: Vec<Vec<u8>> = {
-                let iter = if self.range.end_key.is_empty() {
-                    data.range::<&[u8]>(&self.range.start_key[..]..)
-                } else {
-                    data.range::<&[u8]>(&self.range.start_key[..]..&self.range.end_key[..])
-                }
-                .map_err(StorageError::from)?;
-                iter.map(|i| i.map(|(k, _)| k.value().to_vec()))
-                    .collect::<Result<_, _>>()
-                    .map_err(StorageError::from)?
-            };
+            let old = keys_in(&data, &self.range.start_key, &self.range.end_key)?;
             for k in &old {
                 data.remove(&k[..]).map_err(StorageError::from)?;
             }
