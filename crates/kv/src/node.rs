@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rhea_raft::{Config, Membership, NodeId, Role};
 use rhea_runtime::{
-    Driver, DriverError, DriverHandle, DriverOptions, GroupSpec, StdDisk, Transport,
+    Driver, DriverError, DriverHandle, DriverOptions, GroupSpec, StateMachine, StdDisk, Transport,
     TransportOptions,
 };
 use tokio::sync::watch;
@@ -129,6 +129,25 @@ impl KvNode {
     /// Open storage, bind the raft listener, start the driver and the
     /// housekeeping loops. Must run inside a multi-threaded tokio runtime.
     pub async fn start(cfg: NodeConfig) -> Result<KvNode, NodeError> {
+        KvNode::start_with_groups(cfg, Vec::new()).await
+    }
+
+    /// [`KvNode::start`], also hosting `extra_groups` (group id, state
+    /// machine) on the same driver, with the regions' raft timing and
+    /// initial membership, and snapshotting them like regions. Their ids must
+    /// not be region ids. Commands reach them through
+    /// [`KvStore::execute_group`] / [`Router::execute_group`]. (The
+    /// transaction coordinator's partitions are hosted this way.)
+    pub async fn start_with_groups(
+        cfg: NodeConfig,
+        extra_groups: Vec<(u64, Box<dyn StateMachine>)>,
+    ) -> Result<KvNode, NodeError> {
+        if let Some((g, _)) = extra_groups
+            .iter()
+            .find(|(g, _)| cfg.regions.iter().any(|r| r.id == *g))
+        {
+            return Err(NodeError::Config(format!("group {g} is also a region id")));
+        }
         let tick = cfg.driver.tick_interval_ms.max(1);
         let et = cfg.election_timeout_ms / tick;
         let hb = (cfg.heartbeat_interval_ms / tick).max(1);
@@ -169,8 +188,14 @@ impl KvNode {
         }
         let voters: BTreeSet<NodeId> = cfg.initial_cluster.keys().copied().collect();
         let mut specs = Vec::new();
+        let extra_ids: Vec<u64> = extra_groups.iter().map(|(g, _)| *g).collect();
+        let mut machines: Vec<(u64, Box<dyn StateMachine>)> = Vec::new();
         for range in &cfg.regions {
-            let mut c = Config::new(cfg.node_id, range.id);
+            machines.push((range.id, Box::new(storage.state_machine(range.clone())?)));
+        }
+        machines.extend(extra_groups);
+        for (group, state_machine) in machines {
+            let mut c = Config::new(cfg.node_id, group);
             c.election_timeout_ticks = et;
             c.heartbeat_interval_ticks = hb;
             // The core counts the throttle per tick.
@@ -182,7 +207,7 @@ impl KvNode {
             specs.push(GroupSpec {
                 config: c,
                 initial_membership: (!cfg.join).then(|| Membership::new(voters.iter().copied())),
-                state_machine: Box::new(storage.state_machine(range.clone())?),
+                state_machine,
             });
         }
         let (driver, driver_task) = Driver::start(
@@ -210,7 +235,12 @@ impl KvNode {
                 transport.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(snapshot_loop(cfg.clone(), driver.clone(), stop_rx)),
+            tokio::spawn(snapshot_loop(
+                cfg.clone(),
+                extra_ids,
+                driver.clone(),
+                stop_rx,
+            )),
         ];
         info!(node = cfg.node_id, raft = %transport.local_addr(), regions = cfg.regions.len(), "node started");
         Ok(KvNode {
@@ -363,7 +393,18 @@ async fn directory_loop(
     }
 }
 
-async fn snapshot_loop(cfg: NodeConfig, driver: DriverHandle, mut stop: watch::Receiver<bool>) {
+async fn snapshot_loop(
+    cfg: NodeConfig,
+    extra_groups: Vec<u64>,
+    driver: DriverHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let groups: Vec<u64> = cfg
+        .regions
+        .iter()
+        .map(|r| r.id)
+        .chain(extra_groups)
+        .collect();
     if cfg.snapshot_every_entries == 0 {
         return;
     }
@@ -372,18 +413,18 @@ async fn snapshot_loop(cfg: NodeConfig, driver: DriverHandle, mut stop: watch::R
         if stopped_or(&mut stop, Duration::from_secs(1)).await {
             return;
         }
-        for range in &cfg.regions {
-            let Ok(st) = driver.status(range.id).await else {
+        for &group in &groups {
+            let Ok(st) = driver.status(group).await else {
                 continue;
             };
-            let base = *last.entry(range.id).or_insert(0);
+            let base = *last.entry(group).or_insert(0);
             if st.applied >= base + cfg.snapshot_every_entries {
-                match driver.snapshot(range.id).await {
+                match driver.snapshot(group).await {
                     Ok(i) => {
-                        info!(region = range.id, index = i, "snapshot taken");
-                        last.insert(range.id, i);
+                        info!(group, index = i, "snapshot taken");
+                        last.insert(group, i);
                     }
-                    Err(e) => warn!(region = range.id, error = %e, "snapshot failed"),
+                    Err(e) => warn!(group, error = %e, "snapshot failed"),
                 }
             }
         }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rhea_raft::NodeId;
+use rhea_raft::{NodeId, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -683,6 +683,123 @@ impl Router {
             other => Err(KvError::Protocol(format!(
                 "unexpected RHEA.R reply from {addr}: {other:?}"
             ))),
+        }
+    }
+
+    /// Execute a command on a raft group that is not a KV region (the
+    /// transaction coordinator's partitions) at the group's leader: locally
+    /// when this node leads it, else forwarded with `RHEA.EXEC` to the
+    /// leader's client address. What certainly did not execute (not leader,
+    /// no leader yet, could not connect) is retried with bounded backoff
+    /// (`max_attempts`, `request_timeout_ms`); a request sent without an
+    /// answer is `Indeterminate` and never retried.
+    pub async fn execute_group(&self, group: RegionId, payload: &Bytes) -> Result<Bytes, KvError> {
+        let Some(local) = &self.0.local else {
+            return Err(KvError::Invalid(
+                "executing on a group needs a node's router".into(),
+            ));
+        };
+        let started = Instant::now();
+        let budget = Duration::from_millis(self.0.opts.request_timeout_ms);
+        let mut backoff = self.0.opts.backoff_initial_ms.max(1);
+        let mut attempts = 0u32;
+        let mut hinted: Option<String> = None;
+        loop {
+            attempts += 1;
+            let r = match local.driver().role_hint(group) {
+                None => return Err(KvError::UnknownRegion(group)),
+                Some((Role::Leader, _, _)) => local.execute_group(group, payload.clone()).await,
+                Some((_, leader, _)) => {
+                    let addr = hinted.take().or_else(|| {
+                        local
+                            .directory()
+                            .get(&leader)
+                            .map(|a| a.client_addr.clone())
+                            .filter(|a| !a.is_empty())
+                    });
+                    match addr {
+                        Some(addr) if leader != 0 => {
+                            self.forward_group(&addr, group, payload).await
+                        }
+                        _ => Err(KvError::TryAgain {
+                            region: group,
+                            reason: "no known leader".into(),
+                        }),
+                    }
+                }
+            };
+            let e = match r {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            let mut sleep = true;
+            if let KvError::NotLeader {
+                leader,
+                leader_addr: Some(addr),
+                ..
+            } = &e
+                && *leader != 0
+                && *leader != local.node_id()
+            {
+                hinted = Some(addr.clone());
+                sleep = attempts.is_multiple_of(2);
+            }
+            if attempts >= self.0.opts.max_attempts || started.elapsed() >= budget {
+                return Err(KvError::Unavailable {
+                    region: group,
+                    attempts,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    last: e.to_string(),
+                });
+            }
+            if sleep {
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(self.0.opts.backoff_max_ms.max(1));
+            }
+        }
+    }
+
+    async fn forward_group(
+        &self,
+        addr: &str,
+        group: RegionId,
+        payload: &Bytes,
+    ) -> Result<Bytes, KvError> {
+        let g = group.to_string();
+        match self
+            .call_addr(addr, &[b"RHEA.EXEC", g.as_bytes(), payload])
+            .await?
+        {
+            Value::Bulk(b) => Ok(b),
+            Value::Error(m) => Err(match error_from_resp(&m) {
+                KvError::TryAgain { reason, .. } => KvError::TryAgain {
+                    region: group,
+                    reason,
+                },
+                e => e,
+            }),
+            other => Err(KvError::Protocol(format!(
+                "unexpected RHEA.EXEC reply from {addr}: {other:?}"
+            ))),
+        }
+    }
+
+    /// Serve an `RHEA.EXEC` request on the local store (never forwarded).
+    pub async fn serve_group(&self, args: &[Bytes]) -> Value {
+        let Some(local) = &self.0.local else {
+            return Value::error("ERR not a server");
+        };
+        let group = args
+            .get(1)
+            .and_then(|g| std::str::from_utf8(g).ok())
+            .and_then(|g| g.parse::<RegionId>().ok());
+        let (Some(group), Some(payload), 3) = (group, args.get(2), args.len()) else {
+            return Value::error("ERR malformed RHEA.EXEC request");
+        };
+        match local.execute_group(group, payload.clone()).await {
+            Ok(answer) => Value::Bulk(answer),
+            Err(e) => Value::Error(error_to_resp(&e)),
         }
     }
 

@@ -307,6 +307,7 @@ async fn command(s: &Shared, c: &mut Conn, args: &[Bytes]) -> (Value, bool) {
         },
         ("INFO", _) => Ok(Value::Bulk(Bytes::from(info(s).await))),
         ("RHEA.R", _) => Ok(s.router.serve_internal(args).await),
+        ("RHEA.EXEC", _) => Ok(s.router.serve_group(args).await),
         ("RHEA.REGIONS", 0) => regions(s).await,
         ("RHEA.ADMIN", n) if n >= 1 => crate::admin::serve_admin(&s.router, a).await,
         (

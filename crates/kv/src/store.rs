@@ -376,6 +376,43 @@ impl KvStore {
         }
     }
 
+    /// Execute `payload` on a raft group this node hosts that is not a KV
+    /// region (the transaction coordinator's partitions), answering what the
+    /// group's state machine responds. Served by the group's leader only
+    /// (else `NotLeader` naming the leader and its client address). An
+    /// expired `propose_timeout_ms` is `Timeout`: the outcome is unknown.
+    pub async fn execute_group(&self, group: RegionId, payload: Bytes) -> Result<Bytes, KvError> {
+        if self.range(group).is_ok() {
+            return Err(KvError::Invalid(format!(
+                "group {group} is a KV region: use RHEA.R"
+            )));
+        }
+        if payload.len() > self.0.opts.limits.max_write_bytes {
+            return Err(KvError::Invalid(format!(
+                "command of {} bytes exceeds max_write_bytes {}",
+                payload.len(),
+                self.0.opts.limits.max_write_bytes
+            )));
+        }
+        match self.0.driver.role_hint(group) {
+            None => return Err(KvError::UnknownRegion(group)),
+            Some((Role::Leader, _, _)) => {}
+            Some((_, leader, _)) => return Err(self.not_leader(group, leader)),
+        }
+        let timeout_ms = self.0.opts.propose_timeout_ms;
+        let (_, answer) = tokio::time::timeout(
+            std::time::Duration::from_millis(timeout_ms),
+            self.0.driver.execute(group, payload),
+        )
+        .await
+        .map_err(|_| KvError::Timeout {
+            region: group,
+            timeout_ms,
+        })?
+        .map_err(|e| self.driver_error(group, e))?;
+        Ok(answer)
+    }
+
     /// Serve a read with the given consistency. Linearizable and lease reads
     /// need this node to lead the region (else `NotLeader`).
     pub async fn read(
