@@ -8,8 +8,12 @@
 //! [`coordinator`], the TC's deterministic, sans-IO replicated state
 //! machines: session partitions (global and branch sessions) and lock
 //! partitions (global row locks), see `docs/tc-state-machine.md`.
-//! The coordinator's async/raft layer, the TM API and AT mode are issue 4's
-//! remaining work.
+//! [`tc`] (feature `server`, on by default): the coordinator served by a
+//! node, its partitions hosted as raft groups on the node's driver and the
+//! Seata-protocol listener. Clients depend on this crate with
+//! `default-features = false` (protocol and coordinator types only).
 
 pub mod coordinator;
 pub mod protocol;
+#[cfg(feature = "server")]
+pub mod tc;
