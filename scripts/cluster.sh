@@ -17,10 +17,10 @@ start_node() {
   mkdir -p "$DIR/n$n"
   "$BIN" server --node-id "$n" --data-dir "$DIR/n$n" \
     --raft-addr "127.0.0.1:639$n" --client-addr "127.0.0.1:638$n" \
-    --metrics-addr "127.0.0.1:940$n" \
+    --metrics-addr "127.0.0.1:940$n" --tc-addr "127.0.0.1:809$n" \
     --initial-cluster "$CLUSTER" --regions "$regions" >>"$DIR/n$n/server.log" 2>&1 &
   echo $! >"$DIR/n$n/pid"
-  echo "node $n: client 127.0.0.1:638$n, raft 127.0.0.1:639$n, metrics http://127.0.0.1:940$n/metrics, log $DIR/n$n/server.log"
+  echo "node $n: client 127.0.0.1:638$n, raft 127.0.0.1:639$n, tc 127.0.0.1:809$n, metrics http://127.0.0.1:940$n/metrics, log $DIR/n$n/server.log"
 }
 
 restart_node() {

@@ -82,6 +82,34 @@ pub struct ServerArgs {
     /// acknowledged writes and break Raft's guarantees. For throwaway benchmarks only.
     #[arg(long, env = "RHEA_UNSAFE_NO_FSYNC", num_args = 0..=1, default_missing_value = "true")]
     pub unsafe_no_fsync: Option<bool>,
+    /// Seata-protocol transaction coordinator listener, or `off`. Default 127.0.0.1:8091.
+    #[arg(long, env = "RHEA_TC_ADDR")]
+    pub tc_addr: Option<String>,
+    /// `host:port` this node writes into XIDs. Default: the TC address.
+    #[arg(long, env = "RHEA_TC_ADVERTISE_ADDR")]
+    pub tc_advertise_addr: Option<String>,
+    /// Raft groups holding global sessions (fixed at cluster creation). Default 4.
+    #[arg(long, env = "RHEA_TC_SESSION_PARTITIONS")]
+    pub tc_session_partitions: Option<u32>,
+    /// Raft groups holding global row locks (fixed at cluster creation). Default 4.
+    #[arg(long, env = "RHEA_TC_LOCK_PARTITIONS")]
+    pub tc_lock_partitions: Option<u32>,
+    /// Phase-two commit retries before a transaction ends as CommitRetryTimeout. Default 100.
+    #[arg(long, env = "RHEA_TC_MAX_COMMIT_RETRIES")]
+    pub tc_max_commit_retries: Option<u32>,
+    /// Phase-two rollback retries before a transaction ends as RollbackRetryTimeout
+    /// (its row locks are kept until `force-finish`). Default 100.
+    #[arg(long, env = "RHEA_TC_MAX_ROLLBACK_RETRIES")]
+    pub tc_max_rollback_retries: Option<u32>,
+    /// Longest time phase two keeps retrying. Default 3600000.
+    #[arg(long, env = "RHEA_TC_MAX_RETRY_DURATION_MS")]
+    pub tc_max_retry_duration_ms: Option<u64>,
+    /// First retry interval of phase two (doubles up to 60 s). Default 1000.
+    #[arg(long, env = "RHEA_TC_RETRY_INTERVAL_MS")]
+    pub tc_retry_interval_ms: Option<u64>,
+    /// Time an RM has to answer a phase-two call. Default 10000.
+    #[arg(long, env = "RHEA_TC_BRANCH_CALL_TIMEOUT_MS")]
+    pub tc_branch_call_timeout_ms: Option<u64>,
     /// Log level: error, warn, info, debug, trace. Default info.
     #[arg(long, env = "RHEA_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -110,6 +138,26 @@ pub struct NodeMeta {
     pub join: bool,
     pub raft_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    /// The TC listener (absent: off).
+    #[serde(default)]
+    pub tc_addr: Option<SocketAddr>,
+    #[serde(default = "default_tc_partitions")]
+    pub tc_session_partitions: u32,
+    #[serde(default = "default_tc_partitions")]
+    pub tc_lock_partitions: u32,
+}
+
+fn default_tc_partitions() -> u32 {
+    4
+}
+
+fn parse_tc_addr(s: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .with_context(|| format!("--tc-addr {s:?} is not HOST:PORT (an IP address) or off"))
 }
 
 pub const META_FILE: &str = "rhea-node.toml";
@@ -134,6 +182,9 @@ pub struct Settings {
     pub sync_writes: bool,
     pub log_level: String,
     pub debug_fail_read_index_every: u64,
+    pub tc_advertise_addr: Option<String>,
+    pub tc_retry: rhea_txn::coordinator::RetryPolicy,
+    pub tc_branch_call_timeout_ms: u64,
     /// True when the node resumed from an existing data directory.
     pub resumed: bool,
 }
@@ -224,7 +275,16 @@ impl ServerArgs {
                 default_read_mode,
                 unsafe_no_fsync,
                 log_level,
-                debug_fail_read_index_every
+                debug_fail_read_index_every,
+                tc_addr,
+                tc_advertise_addr,
+                tc_session_partitions,
+                tc_lock_partitions,
+                tc_max_commit_retries,
+                tc_max_rollback_retries,
+                tc_max_retry_duration_ms,
+                tc_retry_interval_ms,
+                tc_branch_call_timeout_ms
             );
         }
         let data_dir = self
@@ -268,6 +328,30 @@ impl ServerArgs {
                 if let Some(a) = self.client_addr {
                     m.client_addr = a;
                 }
+                if let Some(a) = &self.tc_addr {
+                    m.tc_addr = parse_tc_addr(a)?;
+                }
+                for (flag, given, stored) in [
+                    (
+                        "--tc-session-partitions",
+                        self.tc_session_partitions,
+                        m.tc_session_partitions,
+                    ),
+                    (
+                        "--tc-lock-partitions",
+                        self.tc_lock_partitions,
+                        m.tc_lock_partitions,
+                    ),
+                ] {
+                    if let Some(n) = given
+                        && n != stored
+                    {
+                        bail!(
+                            "{flag} {n} does not match the {stored} stored in {} (partition counts cannot change)",
+                            data_dir.display()
+                        );
+                    }
+                }
                 m
             }
             None => {
@@ -291,6 +375,12 @@ impl ServerArgs {
                     client_addr: self
                         .client_addr
                         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6380))),
+                    tc_addr: match &self.tc_addr {
+                        Some(a) => parse_tc_addr(a)?,
+                        None => Some(SocketAddr::from(([127, 0, 0, 1], 8091))),
+                    },
+                    tc_session_partitions: self.tc_session_partitions.unwrap_or(4),
+                    tc_lock_partitions: self.tc_lock_partitions.unwrap_or(4),
                 }
             }
         };
@@ -338,6 +428,22 @@ impl ServerArgs {
             sync_writes: !self.unsafe_no_fsync.unwrap_or(false),
             log_level: self.log_level.clone().unwrap_or_else(|| "info".into()),
             debug_fail_read_index_every: self.debug_fail_read_index_every.unwrap_or(0),
+            tc_advertise_addr: self.tc_advertise_addr.clone(),
+            tc_retry: {
+                let d = rhea_txn::coordinator::RetryPolicy::default();
+                rhea_txn::coordinator::RetryPolicy {
+                    max_commit_retries: self.tc_max_commit_retries.unwrap_or(d.max_commit_retries),
+                    max_rollback_retries: self
+                        .tc_max_rollback_retries
+                        .unwrap_or(d.max_rollback_retries),
+                    max_retry_duration_ms: self
+                        .tc_max_retry_duration_ms
+                        .unwrap_or(d.max_retry_duration_ms),
+                    retry_interval_ms: self.tc_retry_interval_ms.unwrap_or(d.retry_interval_ms),
+                    max_retry_interval_ms: d.max_retry_interval_ms,
+                }
+            },
+            tc_branch_call_timeout_ms: self.tc_branch_call_timeout_ms.unwrap_or(10_000),
             resumed,
         })
     }

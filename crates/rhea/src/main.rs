@@ -9,6 +9,7 @@ mod bench;
 mod config;
 mod metrics_http;
 mod server;
+mod txn_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Cmd {
     Admin(admin::AdminArgs),
     /// Load generator: ops/s and latency percentiles against a running cluster.
     Bench(bench::BenchArgs),
+    /// Distributed transactions: the bank-transfer demo (AT mode over PostgreSQL and MariaDB) and a TC benchmark.
+    Txn(txn_cmd::TxnArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Server(a) => server::run(*a).await,
             Cmd::Admin(a) => admin::run(a).await,
             Cmd::Bench(a) => bench::run(a).await,
+            Cmd::Txn(a) => txn_cmd::run(a).await,
         }
     });
     match r {

@@ -40,6 +40,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 s.meta.client_addr
             )
         })?;
+    let tc_listener = match s.meta.tc_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on transaction coordinator address {addr} (port in use? --tc-addr off disables it)")
+        })?),
+        None => None,
+    };
     let prometheus = crate::metrics_http::install()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = match s.metrics_addr {
@@ -81,9 +87,43 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "fault injection on: read index fails on purpose"
         );
     }
-    let mut node = KvNode::start(cfg)
+    let tc_cfg = match s.meta.tc_addr {
+        Some(addr) => {
+            let node_id = u16::try_from(s.meta.node_id).context(
+                "a node that serves the transaction coordinator needs --node-id <= 65535",
+            )?;
+            let mut t = rhea_txn::tc::TcConfig::new(
+                node_id,
+                s.tc_advertise_addr
+                    .clone()
+                    .unwrap_or_else(|| addr.to_string()),
+            );
+            t.session_partitions = s.meta.tc_session_partitions;
+            t.lock_partitions = s.meta.tc_lock_partitions;
+            t.session.retry = s.tc_retry;
+            t.branch_call_timeout_ms = s.tc_branch_call_timeout_ms;
+            t.validate().map_err(anyhow::Error::msg)?;
+            Some(t)
+        }
+        None => None,
+    };
+    let (groups, replicas) = match &tc_cfg {
+        Some(t) => {
+            let (g, r) = rhea_txn::tc::partition_machines(t).map_err(anyhow::Error::msg)?;
+            (g, Some(r))
+        }
+        None => (Vec::new(), None),
+    };
+    let mut node = KvNode::start_with_groups(cfg, groups)
         .await
         .with_context(|| format!("starting node {}", s.meta.node_id))?;
+    let tc = match (tc_cfg, replicas, tc_listener) {
+        (Some(t), Some(r), Some(l)) => Some(
+            rhea_txn::tc::TcServer::start(t, r, node.router().clone(), l)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
     if !s.resumed {
         write_meta(&s.data_dir, &s.meta)?;
     } else {
@@ -105,10 +145,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let raft = node.raft_addr();
         Arc::new(move || {
             format!(
-                "rhea_version:{}\r\nnode_id:{}\r\nraft_addr:{raft}\r\nclient_addr:{}\r\ndata_dir:{}\r\nregions:{}\r\nsync_writes:{}\r\n",
+                "rhea_version:{}\r\nnode_id:{}\r\nraft_addr:{raft}\r\nclient_addr:{}\r\ntc_addr:{}\r\ndata_dir:{}\r\nregions:{}\r\nsync_writes:{}\r\n",
                 env!("CARGO_PKG_VERSION"),
                 s.meta.node_id,
                 s.meta.client_addr,
+                s.meta
+                    .tc_addr
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "off".into()),
                 s.data_dir.display(),
                 s.meta.regions,
                 s.sync_writes
@@ -137,6 +181,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(tc) = tc {
+        tc.shutdown().await;
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

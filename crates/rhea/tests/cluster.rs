@@ -1122,6 +1122,8 @@ fn port_in_use_and_bad_flags() {
             &raft.to_string(),
             "--client-addr",
             &client.to_string(),
+            "--tc-addr",
+            "off",
         ]
         .iter()
         .map(|s| s.to_string())

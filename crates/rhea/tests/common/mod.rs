@@ -47,6 +47,12 @@ pub fn node_ip(id: u64) -> String {
     format!("127.0.0.{}", 1 + id)
 }
 
+/// A node's transaction coordinator address: its raft port - 10,000 on its
+/// own IP (10000..19999, away from the other test ports).
+pub fn tc_addr_of(ip: &str, raft_port: u16) -> SocketAddr {
+    addr(ip, raft_port - 10_000)
+}
+
 pub fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
@@ -114,6 +120,7 @@ impl Cluster {
         let ip = node_ip(id);
         let raft = addr(&ip, self.raft_port);
         let client = addr(&ip, self.client_port);
+        let tc = tc_addr_of(&ip, self.raft_port);
         let dir = self.root.join(format!("node{id}"));
         let log = self.root.join(format!("node{id}.log"));
         let mut args: Vec<String> = vec![
@@ -126,6 +133,8 @@ impl Cluster {
             raft.to_string(),
             "--client-addr".into(),
             client.to_string(),
+            "--tc-addr".into(),
+            tc.to_string(),
             "--initial-cluster".into(),
             initial_cluster.to_string(),
         ];
@@ -152,6 +161,11 @@ impl Cluster {
 
     pub fn client_addr(&self, id: u64) -> SocketAddr {
         self.nodes[&id].client
+    }
+
+    /// Node `id`'s transaction coordinator address.
+    pub fn tc_addr(&self, id: u64) -> SocketAddr {
+        tc_addr_of(&node_ip(id), self.nodes[&id].raft.port())
     }
 
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
