@@ -34,6 +34,27 @@ pub struct ServerOptions {
     pub default_read_mode: ReadConsistency,
     /// Most pairs `RSCAN` returns when no LIMIT is given. Default 1,000.
     pub default_scan_limit: u32,
+    /// Serves `RHEA.X <args>`: node-to-node requests of a layer above the
+    /// KV store (the transaction coordinator relays phase-two calls with it).
+    pub extension: Option<Extension>,
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A handler of `RHEA.X` requests; `args` are the arguments after `RHEA.X`.
+pub trait ServerExtension: Send + Sync + 'static {
+    fn call(&self, args: Vec<Bytes>) -> BoxFuture<Value>;
+}
+
+/// A [`ServerExtension`] in [`ServerOptions`].
+#[derive(Clone)]
+pub struct Extension(pub Arc<dyn ServerExtension>);
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Extension")
+    }
 }
 
 impl Default for ServerOptions {
@@ -43,6 +64,7 @@ impl Default for ServerOptions {
             resp_limits: RespLimits::default(),
             default_read_mode: ReadConsistency::Linearizable,
             default_scan_limit: 1000,
+            extension: None,
         }
     }
 }
@@ -308,6 +330,10 @@ async fn command(s: &Shared, c: &mut Conn, args: &[Bytes]) -> (Value, bool) {
         ("INFO", _) => Ok(Value::Bulk(Bytes::from(info(s).await))),
         ("RHEA.R", _) => Ok(s.router.serve_internal(args).await),
         ("RHEA.EXEC", _) => Ok(s.router.serve_group(args).await),
+        ("RHEA.X", n) if n >= 1 => match &s.opts.extension {
+            Some(ext) => Ok(ext.0.call(args.get(1..).unwrap_or_default().to_vec()).await),
+            None => Ok(Value::error("ERR RHEA.X: no extension on this node")),
+        },
         ("RHEA.REGIONS", 0) => regions(s).await,
         ("RHEA.ADMIN", n) if n >= 1 => crate::admin::serve_admin(&s.router, a).await,
         (

@@ -138,6 +138,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_connections: s.max_connections,
         resp_limits,
         default_read_mode: s.default_read_mode,
+        extension: tc.as_ref().map(|t| t.extension()),
         ..ServerOptions::default()
     };
     let info_text = {

@@ -103,15 +103,18 @@ async fn start(
     let node = KvNode::start_with_groups(cfg, groups)
         .await
         .unwrap_or_else(|e| panic!("node {id} does not start: {e}"));
+    let tc = TcServer::start(tc_cfg, replicas, node.router().clone(), tc_listener).expect("tc");
     let (stop, stop_rx) = watch::channel(false);
     let server = tokio::spawn(rhea_kv::serve(
         listener,
         node.router().clone(),
-        ServerOptions::default(),
+        ServerOptions {
+            extension: Some(tc.extension()),
+            ..ServerOptions::default()
+        },
         std::sync::Arc::new(String::new),
         stop_rx,
     ));
-    let tc = TcServer::start(tc_cfg, replicas, node.router().clone(), tc_listener).expect("tc");
     Running {
         node,
         tc,
@@ -590,6 +593,74 @@ async fn any_node_serves_and_leader_changes_keep_branches_and_locks() {
             tms[i % 3].global("commit", &other).await,
             GlobalStatus::Committed
         );
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// An RM registered on one TC node only (a client given one address): the
+/// node leading a session's partition relays phase two through the node
+/// that has the RM's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_two_is_relayed_to_the_node_with_the_rm() {
+    let dir = test_dir("relay");
+    let nodes = cluster(&dir.0, 34, 3).await;
+    leaders_elected(&nodes, &all_groups()).await;
+    // Make node 1 lead no session partition, so every phase two is relayed.
+    for p in 0..2 {
+        let g = session_group(p);
+        if nodes[0]
+            .node
+            .driver()
+            .role_hint(g)
+            .is_some_and(|(r, _, _)| r == Role::Leader)
+        {
+            nodes[0]
+                .node
+                .driver()
+                .transfer_leader(g, 2)
+                .await
+                .expect("transfer");
+        }
+    }
+    let start = std::time::Instant::now();
+    while (0..2).any(|p| {
+        nodes[0]
+            .node
+            .driver()
+            .role_hint(session_group(p))
+            .is_some_and(|(r, _, _)| r == Role::Leader)
+    }) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "node 1 still leads a session partition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    leaders_elected(&nodes, &all_groups()).await;
+    let addr = nodes[0].tc_addr();
+    let mut rm = Raw::connect(addr).await;
+    rm.register_rm(RESOURCE).await;
+    let mut phase_two = spawn_rm(
+        rm,
+        BranchStatus::PhaseTwoCommitted,
+        BranchStatus::PhaseTwoRollbacked,
+    );
+    let mut tm = Raw::connect(addr).await;
+    tm.register_tm().await;
+    for i in 0..4 {
+        let x = tm.begin(60_000).await;
+        tm.register(&x, &format!("relay:{i}")).await.expect("lock");
+        if i % 2 == 0 {
+            assert_eq!(tm.global("rollback", &x).await, GlobalStatus::Rollbacked);
+            let (kind, xid, _) = recv_within(&mut phase_two).await;
+            assert_eq!((kind.as_str(), xid.as_str()), ("rollback", x.as_str()));
+        } else {
+            assert_eq!(tm.global("commit", &x).await, GlobalStatus::Committed);
+            let (kind, xid, _) = recv_within(&mut phase_two).await;
+            assert_eq!((kind.as_str(), xid.as_str()), ("commit", x.as_str()));
+        }
     }
     for n in nodes {
         n.stop().await;

@@ -101,6 +101,12 @@ impl TcServer {
         })
     }
 
+    /// The handler of `RHEA.X` requests other nodes send this one (relayed
+    /// phase-two calls): put it in the KV server's `ServerOptions`.
+    pub fn extension(&self) -> rhea_kv::server::Extension {
+        rhea_kv::server::Extension(Arc::new(Relay(self.coordinator.clone())))
+    }
+
     pub fn coordinator(&self) -> &Coordinator {
         &self.coordinator
     }
@@ -115,5 +121,14 @@ impl TcServer {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+struct Relay(Coordinator);
+
+impl rhea_kv::server::ServerExtension for Relay {
+    fn call(&self, args: Vec<bytes::Bytes>) -> rhea_kv::server::BoxFuture<rhea_kv::resp::Value> {
+        let tc = self.0.clone();
+        Box::pin(async move { tc.serve_relay(&args).await })
     }
 }

@@ -133,14 +133,24 @@ impl Registry {
     }
 
     /// A connection for `resource_id`: the one of `client_id` (the client
-    /// that registered the branch) if it is connected here, else any.
+    /// that registered the branch, `application:ip:port`) if it is
+    /// connected here, else one of the same application (the branch may
+    /// have been registered through another TC node, or by an instance that
+    /// restarted), else any. For AT any RM of the resource can do phase two:
+    /// the undo log is in the database.
     pub fn pick(&self, resource_id: &str, client_id: &str) -> Option<Arc<ClientConn>> {
         let ids = lock_shared(&self.resources).get(resource_id).cloned()?;
         let conns = lock_shared(&self.conns);
         let candidates: Vec<&Arc<ClientConn>> = ids.iter().filter_map(|i| conns.get(i)).collect();
+        let application = client_id.split(':').next().unwrap_or_default();
         candidates
             .iter()
             .find(|c| c.info().client_id == client_id)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|c| c.info().application_id == application)
+            })
             .or_else(|| candidates.first())
             .map(|c| Arc::clone(c))
     }

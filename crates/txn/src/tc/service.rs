@@ -359,7 +359,20 @@ impl Coordinator {
             xid: xid.to_owned(),
             now_ms: now_ms(),
         };
-        let status = self.global_status_answer(p, &cmd).await?;
+        // The commit's row locks are released (Seata releases them at
+        // commit too) after answering: the release is already durable in the
+        // session partition's outbox, so answering first only shortens the
+        // TM's wait; a transaction that meets the rows meanwhile retries.
+        let status = match self.session(p, &cmd).await? {
+            SessionAnswer::GlobalStatus { status, lock_work } => {
+                if !lock_work.is_empty() {
+                    let tc = self.clone();
+                    tokio::spawn(async move { tc.do_lock_work(p, &lock_work).await });
+                }
+                status
+            }
+            other => return Err(refusal(other)),
+        };
         metrics::counter!("rhea_tc_global_commit_total").increment(1);
         self.0.wake.notify_one();
         if matches!(
@@ -576,10 +589,15 @@ impl Coordinator {
     }
 
     async fn call_rm(&self, w: &PhaseTwoWork) -> BranchStatus {
-        let retryable = match w.action {
-            PhaseTwoAction::Commit => BranchStatus::PhaseTwoCommitFailedRetryable,
-            PhaseTwoAction::Rollback => BranchStatus::PhaseTwoRollbackFailedRetryable,
-        };
+        if self.0.registry.pick(&w.resource_id, &w.client_id).is_none() {
+            return self.relay_phase_two(w).await;
+        }
+        self.call_local_rm(w).await
+    }
+
+    /// Phase two through an RM connected to this node.
+    pub(crate) async fn call_local_rm(&self, w: &PhaseTwoWork) -> BranchStatus {
+        let retryable = retryable_status(w.action);
         let Some(conn) = self.0.registry.pick(&w.resource_id, &w.client_id) else {
             debug!(xid = %w.xid, resource = %w.resource_id, "no RM connected for the resource; will retry");
             return retryable;
@@ -610,6 +628,96 @@ impl Coordinator {
                 retryable
             }
         }
+    }
+}
+
+fn retryable_status(action: PhaseTwoAction) -> BranchStatus {
+    match action {
+        PhaseTwoAction::Commit => BranchStatus::PhaseTwoCommitFailedRetryable,
+        PhaseTwoAction::Rollback => BranchStatus::PhaseTwoRollbackFailedRetryable,
+    }
+}
+
+/// `RHEA.X` verb of a relayed phase-two call.
+pub(crate) const RELAY_VERB: &str = "TC.PHASE2";
+
+impl Coordinator {
+    /// No RM of the resource is connected here (it registered on other TC
+    /// nodes only, e.g. a client given one address): ask every other node,
+    /// over the client port, to make the call through its own connection.
+    /// The first node that has one answers; the others answer "none".
+    async fn relay_phase_two(&self, w: &PhaseTwoWork) -> BranchStatus {
+        let retryable = retryable_status(w.action);
+        let Some(local) = self.0.router.local() else {
+            return retryable;
+        };
+        let me = local.node_id();
+        let action = match w.action {
+            PhaseTwoAction::Commit => "commit",
+            PhaseTwoAction::Rollback => "rollback",
+        };
+        let branch_id = w.branch_id.to_string();
+        let branch_type = w.branch_type.code().to_string();
+        for (node, addrs) in local.directory() {
+            if node == me || addrs.client_addr.is_empty() {
+                continue;
+            }
+            let args: [&[u8]; 9] = [
+                b"RHEA.X",
+                RELAY_VERB.as_bytes(),
+                action.as_bytes(),
+                w.xid.as_bytes(),
+                branch_id.as_bytes(),
+                branch_type.as_bytes(),
+                w.resource_id.as_bytes(),
+                w.client_id.as_bytes(),
+                w.application_data.as_bytes(),
+            ];
+            match self.0.router.call_addr(&addrs.client_addr, &args).await {
+                Ok(rhea_kv::resp::Value::Integer(code)) => {
+                    if let Some(status) = u8::try_from(code).ok().and_then(BranchStatus::from_code)
+                    {
+                        debug!(xid = %w.xid, node, "phase two relayed");
+                        return status;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => debug!(node, error = %e, "phase-two relay failed"),
+            }
+        }
+        debug!(xid = %w.xid, resource = %w.resource_id, "no TC node has an RM of the resource; will retry");
+        retryable
+    }
+
+    /// Serve a relayed phase-two call (`RHEA.X TC.PHASE2 ...`) with an RM
+    /// connected to this node; never relayed again.
+    pub(crate) async fn serve_relay(&self, args: &[bytes::Bytes]) -> rhea_kv::resp::Value {
+        use rhea_kv::resp::Value;
+        let text = |i: usize| args.get(i).and_then(|b| std::str::from_utf8(b).ok());
+        let parsed = (|| {
+            let action = match text(1)? {
+                "commit" => PhaseTwoAction::Commit,
+                "rollback" => PhaseTwoAction::Rollback,
+                _ => return None,
+            };
+            Some(PhaseTwoWork {
+                xid: text(2)?.to_owned(),
+                transaction_id: parse_xid(text(2)?).map(|(_, _, t)| t).unwrap_or(0),
+                branch_id: text(3)?.parse().ok()?,
+                branch_type: BranchType::from_code(text(4)?.parse().ok()?)?,
+                resource_id: text(5)?.to_owned(),
+                client_id: text(6)?.to_owned(),
+                application_data: text(7)?.to_owned(),
+                action,
+            })
+        })();
+        let Some(w) = parsed.filter(|_| args.len() == 8 && text(0) == Some(RELAY_VERB)) else {
+            return Value::error("ERR malformed RHEA.X TC.PHASE2 request");
+        };
+        if self.0.registry.pick(&w.resource_id, &w.client_id).is_none() {
+            return Value::error("ERR no RM of the resource on this node");
+        }
+        Value::Integer(i64::from(self.call_local_rm(&w).await.code()))
     }
 }
 
