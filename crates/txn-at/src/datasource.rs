@@ -63,6 +63,17 @@ impl Default for AtOptions {
 }
 
 impl AtOptions {
+    /// The lock retry policy in force: the global transaction's own
+    /// (`TransactionInfo::lock_retry`, published in the task's context) if
+    /// it set one, else `lock_retry_times` / `lock_retry_interval_ms`.
+    /// Answers (retries, interval in ms).
+    pub fn lock_retry(&self) -> (u32, u64) {
+        match rhea_txn_client::context::lock_retry_config() {
+            Some(c) => (c.times, c.interval_ms),
+            None => (self.lock_retry_times, self.lock_retry_interval_ms),
+        }
+    }
+
     fn validate(&self) -> Result<(), AtError> {
         let positive = [
             ("max_connections", self.max_connections),
@@ -253,6 +264,7 @@ impl AtDataSource {
         F: for<'t> FnMut(&'t mut AtTransaction) -> BoxFuture<'t, Result<T, AtError>>,
     {
         let mut retries = 0u32;
+        let (retry_times, retry_interval_ms) = self.inner.options.lock_retry();
         loop {
             let mut tx = self.begin().await?;
             let result = match f(&mut tx).await {
@@ -265,13 +277,10 @@ impl AtDataSource {
                 }
             };
             match result {
-                Err(e) if e.is_lock_conflict() && retries < self.inner.options.lock_retry_times => {
+                Err(e) if e.is_lock_conflict() && retries < retry_times => {
                     retries += 1;
                     tracing::debug!(retries, error = %e, "global lock conflict: re-running the local transaction");
-                    tokio::time::sleep(Duration::from_millis(
-                        self.inner.options.lock_retry_interval_ms,
-                    ))
-                    .await;
+                    tokio::time::sleep(Duration::from_millis(retry_interval_ms)).await;
                 }
                 other => return other,
             }

@@ -513,14 +513,15 @@ impl AtTransaction {
                 return Ok(());
             }
             Counters::bump(&ds.inner.counters.lock_conflicts);
-            if attempt >= opts.lock_retry_times {
+            let (retry_times, retry_interval_ms) = opts.lock_retry();
+            if attempt >= retry_times {
                 return Err(AtError::LockConflict(format!(
                     "{lock_key} held by another global transaction (SELECT FOR UPDATE, {} checks)",
                     attempt + 1
                 )));
             }
             attempt += 1;
-            tokio::time::sleep(Duration::from_millis(opts.lock_retry_interval_ms)).await;
+            tokio::time::sleep(Duration::from_millis(retry_interval_ms)).await;
         }
     }
 
