@@ -89,7 +89,8 @@ pub struct BankArgs {
     /// Fraction of transfers that fail on purpose after both updates.
     #[arg(long, default_value_t = 0.1)]
     abort_ratio: f64,
-    /// Recreate the table in both databases with `--accounts` accounts of balance 1000.
+    /// Recreate the table in both databases with `--accounts` accounts of balance 1000, and
+    /// delete this TC's old undo logs (never while transactions of this TC run).
     #[arg(long)]
     reset: bool,
     #[arg(long, value_enum, default_value_t = Mode::At)]
@@ -295,6 +296,28 @@ fn xid_filter(addrs: &[String]) -> String {
         .join(" OR ")
 }
 
+async fn delete_undo_logs(
+    pg: &tokio_postgres::Client,
+    my: &mut mysql_async::Conn,
+    filter: &str,
+) -> anyhow::Result<()> {
+    use mysql_async::prelude::Queryable;
+    let sql = format!("DELETE FROM undo_log WHERE {filter}");
+    // The table may not exist yet (the data sources create it).
+    if let Err(e) = pg.execute(sql.as_str(), &[]).await
+        && e.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+    {
+        return Err(e).context("PostgreSQL: deleting old undo logs");
+    }
+    if let Err(e) = my.query_drop(sql).await {
+        let missing = matches!(&e, mysql_async::Error::Server(s) if s.code == 1146);
+        if !missing {
+            return Err(e).context("MariaDB: deleting old undo logs");
+        }
+    }
+    Ok(())
+}
+
 /// Undo logs in normal status (phase two pending) of this TC's transactions.
 async fn pending_undo_logs(
     pg: &tokio_postgres::Client,
@@ -454,6 +477,9 @@ async fn bank(a: BankArgs) -> anyhow::Result<()> {
     let mut my_admin = my_connect(&a.mysql).await?;
     if a.reset {
         reset_tables(&pg_admin, &mut my_admin, &a.table, a.accounts).await?;
+        // Undo logs of this TC's earlier transactions refer to the old
+        // table (or to a TC whose data directory is gone): drop them.
+        delete_undo_logs(&pg_admin, &mut my_admin, &xid_filter(&addrs)).await?;
         println!(
             "reset: {} accounts of balance {INITIAL_BALANCE} in PostgreSQL and in MariaDB",
             a.accounts
