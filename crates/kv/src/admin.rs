@@ -120,9 +120,17 @@ async fn admin_command(store: &KvStore, args: &[Bytes]) -> Result<Value, KvError
                 if addr.parse::<std::net::SocketAddr>().is_err() {
                     return Ok(Value::error(format!("ERR bad raft address {addr:?}")));
                 }
+                // The node directory lives in the KV regions: a group that
+                // is not one (a transaction coordinator partition) records
+                // the address through the first region.
+                let directory_region = if store.range(region).is_ok() {
+                    region
+                } else {
+                    store.layout().first().map(|r| r.id).unwrap_or(region)
+                };
                 store
                     .write(
-                        region,
+                        directory_region,
                         None,
                         KvCommand::RegisterNode {
                             node,
@@ -155,10 +163,15 @@ async fn admin_command(store: &KvStore, args: &[Bytes]) -> Result<Value, KvError
 
 async fn leaders(store: &KvStore) -> Result<Value, KvError> {
     let mut rows = Vec::new();
-    for r in store.layout() {
-        let st = store.status(r.id).await?;
+    let groups = store
+        .layout()
+        .iter()
+        .map(|r| r.id)
+        .chain(store.extra_groups().iter().copied());
+    for id in groups {
+        let st = store.status(id).await?;
         rows.push(Value::Array(vec![
-            Value::Integer(r.id as i64),
+            Value::Integer(id as i64),
             Value::Integer(st.leader as i64),
             Value::Integer(st.term as i64),
             Value::Bulk(Bytes::from(list(&st.membership.voters))),

@@ -218,11 +218,12 @@ impl KvNode {
             inbound,
             specs,
         )?;
-        let store = KvStore::new(
+        let store = KvStore::with_extra_groups(
             cfg.node_id,
             driver.clone(),
             storage.clone(),
             cfg.regions.clone(),
+            extra_ids.clone(),
             cfg.kv.clone(),
         );
         let router = Router::new(Some(store.clone()), Vec::new(), cfg.router.clone());

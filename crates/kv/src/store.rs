@@ -158,6 +158,9 @@ struct Inner {
     driver: DriverHandle,
     storage: Arc<Storage>,
     layout: Vec<RegionRange>,
+    /// Raft groups hosted beside the regions (the transaction
+    /// coordinator's partitions), for admin listings.
+    extra_groups: Vec<RegionId>,
     opts: KvOptions,
     counters: KvCounters,
     read_index_calls: AtomicU64,
@@ -188,11 +191,24 @@ impl KvStore {
         layout: Vec<RegionRange>,
         opts: KvOptions,
     ) -> KvStore {
+        KvStore::with_extra_groups(node, driver, storage, layout, Vec::new(), opts)
+    }
+
+    /// [`KvStore::new`] on a driver that also hosts `extra_groups`.
+    pub fn with_extra_groups(
+        node: NodeId,
+        driver: DriverHandle,
+        storage: Arc<Storage>,
+        layout: Vec<RegionRange>,
+        extra_groups: Vec<RegionId>,
+        opts: KvOptions,
+    ) -> KvStore {
         KvStore(Arc::new(Inner {
             node,
             driver,
             storage,
             layout,
+            extra_groups,
             opts,
             counters: KvCounters::default(),
             read_index_calls: AtomicU64::new(0),
@@ -204,6 +220,10 @@ impl KvStore {
     }
     pub fn layout(&self) -> &[RegionRange] {
         &self.0.layout
+    }
+    /// The non-region groups this node hosts.
+    pub fn extra_groups(&self) -> &[RegionId] {
+        &self.0.extra_groups
     }
     pub fn limits(&self) -> &KvLimits {
         &self.0.opts.limits

@@ -1,5 +1,6 @@
 //! `rhea admin`: SOFAJRaft CliService-style operations over the client port
-//! (`RHEA.ADMIN ...`, see `rhea_kv::admin`). Changes go to the region
+//! (`RHEA.ADMIN ...`, see `rhea_kv::admin`), and the transaction
+//! coordinator's operator commands (`RHEA.X TC.*`, see `rhea_txn::tc`). Changes go to the region
 //! leader: a `NOTLEADER` answer is followed to the leader it names, and a
 //! region without a leader is retried, both a bounded number of times.
 
@@ -82,6 +83,22 @@ pub enum AdminCmd {
         #[arg(long, default_value = "-")]
         learners: String,
     },
+    /// Transaction coordinator: global sessions in every partition (xid, status, branches, age, phase-two failures).
+    TcSessions {
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
+    /// Transaction coordinator: the status of one global transaction.
+    TcStatus {
+        #[arg(long)]
+        xid: String,
+    },
+    /// Transaction coordinator: forget a stuck global transaction and release its row locks
+    /// (after repairing its data by hand; e.g. RollbackRetryTimeout, RollbackFailed).
+    TcForceFinish {
+        #[arg(long)]
+        xid: String,
+    },
 }
 
 async fn call(addr: &str, args: &[String]) -> anyhow::Result<Value> {
@@ -127,6 +144,16 @@ async fn admin(addr: &str, args: Vec<String>) -> anyhow::Result<Value> {
         return Ok(v);
     }
     bail!("no leader found after {MAX_REDIRECTS} attempts (is a quorum of the cluster up?)")
+}
+
+/// A transaction coordinator request (`RHEA.X ...`): any node serves it.
+async fn tc(addr: &str, args: Vec<String>) -> anyhow::Result<Value> {
+    let mut full = vec!["RHEA.X".to_string()];
+    full.extend(args);
+    match call(addr, &full).await? {
+        Value::Error(m) => bail!("{m}"),
+        v => Ok(v),
+    }
 }
 
 fn text(v: &Value) -> String {
@@ -209,6 +236,31 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCmd::RemoveLearner { region, node } => {
             admin(&a.addr, vec!["REMOVELEARNER".into(), s(region), s(node)]).await?
         }
+        AdminCmd::TcSessions { limit } => {
+            let v = tc(&a.addr, vec!["TC.SESSIONS".into(), s(limit)]).await?;
+            println!(
+                "{:<40} {:<26} {:>8} {:>10} {:>8}",
+                "xid", "status", "branches", "age_ms", "failures"
+            );
+            if let Value::Array(rows) = &v {
+                for r in rows {
+                    if let Value::Array(f) = r {
+                        let col = |i: usize| f.get(i).map(text).unwrap_or_default();
+                        println!(
+                            "{:<40} {:<26} {:>8} {:>10} {:>8}",
+                            col(0),
+                            col(1),
+                            col(2),
+                            col(3),
+                            col(4)
+                        );
+                    }
+                }
+            }
+            return Ok(());
+        }
+        AdminCmd::TcStatus { xid } => tc(&a.addr, vec!["TC.STATUS".into(), xid]).await?,
+        AdminCmd::TcForceFinish { xid } => tc(&a.addr, vec!["TC.FORCE-FINISH".into(), xid]).await?,
         AdminCmd::ChangePeers {
             region,
             voters,

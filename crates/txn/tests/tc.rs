@@ -48,6 +48,7 @@ async fn free_addr(ip: [u8; 4]) -> SocketAddr {
 
 struct Running {
     node: KvNode,
+    client_addr: SocketAddr,
     tc: TcServer,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -70,6 +71,8 @@ fn tc_config(id: u64, addr: SocketAddr) -> TcConfig {
     t.session_partitions = 2;
     t.lock_partitions = 3;
     t.session.retry.retry_interval_ms = 50;
+    t.session.retry.max_retry_interval_ms = 100;
+    t.session.retry.max_rollback_retries = 3;
     t.timeout_check_interval_ms = 100;
     t
 }
@@ -117,6 +120,7 @@ async fn start(
     ));
     Running {
         node,
+        client_addr,
         tc,
         stop,
         server,
@@ -639,6 +643,15 @@ async fn phase_two_is_relayed_to_the_node_with_the_rm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     leaders_elected(&nodes, &all_groups()).await;
+    // Relaying needs the other nodes' client addresses (node directory).
+    let start = std::time::Instant::now();
+    while !nodes.iter().all(|n| {
+        let d = n.node.store().directory();
+        d.len() == 3 && d.values().all(|a| !a.client_addr.is_empty())
+    }) {
+        assert!(start.elapsed() < DEADLINE, "node directory incomplete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let addr = nodes[0].tc_addr();
     let mut rm = Raw::connect(addr).await;
     rm.register_rm(RESOURCE).await;
@@ -662,6 +675,99 @@ async fn phase_two_is_relayed_to_the_node_with_the_rm() {
             assert_eq!((kind.as_str(), xid.as_str()), ("commit", x.as_str()));
         }
     }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// An admin request on a node's client port (`RHEA.X ...`).
+async fn admin(addr: SocketAddr, args: &[&str]) -> rhea_kv::resp::Value {
+    let mut c = rhea_kv::router::Conn::connect(
+        &addr.to_string(),
+        Duration::from_secs(2),
+        rhea_kv::resp::RespLimits::default(),
+    )
+    .await
+    .expect("connect to the client port");
+    let mut full: Vec<&[u8]> = vec![b"RHEA.X"];
+    full.extend(args.iter().map(|a| a.as_bytes()));
+    c.call(&full).await.expect("admin call")
+}
+
+/// Retries are bounded: an RM that keeps failing rollback leaves the session
+/// in RollbackRetryTimeout, visible, with its row locks KEPT (the data may be
+/// half undone); an operator lists it and force-finishes it, which releases
+/// the locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_retry_timeout_keeps_locks_until_force_finish() {
+    use rhea_kv::resp::Value;
+    let dir = test_dir("stuck");
+    let nodes = cluster(&dir.0, 35, 1).await;
+    leaders_elected(&nodes, &all_groups()).await;
+    let addr = nodes[0].tc_addr();
+    let mut rm = Raw::connect(addr).await;
+    rm.register_rm(RESOURCE).await;
+    let _rx = spawn_rm(
+        rm,
+        BranchStatus::PhaseTwoCommitted,
+        BranchStatus::PhaseTwoRollbackFailedRetryable,
+    );
+    let mut tm = Raw::connect(addr).await;
+    tm.register_tm().await;
+    let x = tm.begin(60_000).await;
+    tm.register(&x, "stuck:1").await.expect("lock");
+    let first = tm.global("rollback", &x).await;
+    assert_ne!(first, GlobalStatus::Rollbacked);
+    let start = std::time::Instant::now();
+    loop {
+        let s = tm.global("status", &x).await;
+        if s == GlobalStatus::RollbackRetryTimeout {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "still {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !tm.lockable("", "stuck:1").await,
+        "locks are kept after a rollback retry timeout"
+    );
+    let client = nodes[0].client_addr;
+    match admin(client, &["TC.SESSIONS"]).await {
+        Value::Array(rows) => {
+            let row = rows
+                .iter()
+                .find_map(|r| match r {
+                    Value::Array(f) if f.first() == Some(&Value::Bulk(x.clone().into())) => {
+                        Some(f.clone())
+                    }
+                    _ => None,
+                })
+                .expect("the stuck session is listed");
+            assert_eq!(row[1], Value::Bulk("RollbackRetryTimeout".into()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        admin(client, &["TC.STATUS", &x]).await,
+        Value::Bulk("RollbackRetryTimeout".into())
+    );
+    match admin(client, &["TC.FORCE-FINISH", &x]).await {
+        Value::Simple(s) => assert!(s.starts_with("OK"), "{s}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let start = std::time::Instant::now();
+    while !tm.lockable("", "stuck:1").await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "locks not released by force-finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tm.global("status", &x).await, GlobalStatus::Finished);
+    assert!(matches!(
+        admin(client, &["TC.STATUS"]).await,
+        Value::Error(_)
+    ));
     for n in nodes {
         n.stop().await;
     }

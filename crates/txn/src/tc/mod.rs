@@ -12,6 +12,7 @@
 //! Rust client does), so whichever node leads a session's partition can
 //! call it in phase two.
 
+mod admin;
 mod config;
 mod machine;
 mod registry;
@@ -129,6 +130,6 @@ struct Relay(Coordinator);
 impl rhea_kv::server::ServerExtension for Relay {
     fn call(&self, args: Vec<bytes::Bytes>) -> rhea_kv::server::BoxFuture<rhea_kv::resp::Value> {
         let tc = self.0.clone();
-        Box::pin(async move { tc.serve_relay(&args).await })
+        Box::pin(async move { admin::serve(&tc, &args).await })
     }
 }
