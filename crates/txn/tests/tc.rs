@@ -83,6 +83,16 @@ async fn start(
     raft: SocketAddr,
     cluster: &BTreeMap<u64, SocketAddr>,
 ) -> Running {
+    start_with(dir, id, raft, cluster, 0).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    id: u64,
+    raft: SocketAddr,
+    cluster: &BTreeMap<u64, SocketAddr>,
+    snapshot_every_entries: u64,
+) -> Running {
     let listener = TcpListener::bind(SocketAddr::new(raft.ip(), 0))
         .await
         .expect("bind client");
@@ -101,7 +111,7 @@ async fn start(
     cfg.driver.tick_interval_ms = 10;
     cfg.election_timeout_ms = 200;
     cfg.heartbeat_interval_ms = 20;
-    cfg.snapshot_every_entries = 0;
+    cfg.snapshot_every_entries = snapshot_every_entries;
     let (groups, replicas) = rhea_txn::tc::partition_machines(&tc_cfg).expect("machines");
     let node = KvNode::start_with_groups(cfg, groups)
         .await
@@ -768,6 +778,88 @@ async fn rollback_retry_timeout_keeps_locks_until_force_finish() {
         admin(client, &["TC.STATUS"]).await,
         Value::Error(_)
     ));
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// The partitions' state survives a restart from a snapshot plus the log
+/// after it: an open transaction keeps its branch and row lock, and can
+/// still be committed, after the node was stopped and started again on the
+/// same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_locks_survive_snapshot_and_restart() {
+    let dir = test_dir("snapshot");
+    let raft = free_addr([127, 0, 36, 1]).await;
+    let cluster = BTreeMap::from([(1u64, raft)]);
+    let node = start_with(&dir.0, 1, raft, &cluster, 20).await;
+    let nodes = vec![node];
+    leaders_elected(&nodes, &all_groups()).await;
+    let addr = nodes[0].tc_addr();
+    let mut rm = Raw::connect(addr).await;
+    rm.register_rm(RESOURCE).await;
+    let mut phase_two = spawn_rm(
+        rm,
+        BranchStatus::PhaseTwoCommitted,
+        BranchStatus::PhaseTwoRollbacked,
+    );
+    let mut tm = Raw::connect(addr).await;
+    tm.register_tm().await;
+    let held = tm.begin(600_000).await;
+    tm.register(&held, "snap:0").await.expect("lock");
+    // Enough traffic on every partition for several snapshots.
+    for i in 1..=80 {
+        let x = tm.begin(600_000).await;
+        tm.register(&x, &format!("snap:{i}")).await.expect("lock");
+        assert_eq!(tm.global("commit", &x).await, GlobalStatus::Committed);
+        let _ = recv_within(&mut phase_two).await;
+    }
+    // Every session partition has snapshotted (the loop runs each second).
+    let snapshots = dir.0.join("n1").join("snapshots");
+    let start = std::time::Instant::now();
+    loop {
+        let taken = (0..2).all(|p| {
+            std::fs::read_dir(snapshots.join(session_group(p).to_string()))
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                })
+                .unwrap_or(false)
+        });
+        if taken {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no snapshot of the session partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tm);
+    let node = nodes.into_iter().next().expect("node");
+    node.stop().await;
+
+    let node = start_with(&dir.0, 1, raft, &cluster, 20).await;
+    let nodes = vec![node];
+    leaders_elected(&nodes, &all_groups()).await;
+    let addr = nodes[0].tc_addr();
+    let mut tm = Raw::connect(addr).await;
+    tm.register_tm().await;
+    assert_eq!(tm.global("status", &held).await, GlobalStatus::Begin);
+    assert!(!tm.lockable("", "snap:0").await, "the open branch's lock survived");
+    assert!(tm.lockable("", "snap:1,2,3,80").await, "committed rows stay free");
+    let mut rm = Raw::connect(addr).await;
+    rm.register_rm(RESOURCE).await;
+    let mut phase_two = spawn_rm(
+        rm,
+        BranchStatus::PhaseTwoCommitted,
+        BranchStatus::PhaseTwoRollbacked,
+    );
+    assert_eq!(tm.global("commit", &held).await, GlobalStatus::Committed);
+    let (kind, xid, _) = recv_within(&mut phase_two).await;
+    assert_eq!((kind.as_str(), xid.as_str()), ("commit", held.as_str()));
+    let start = std::time::Instant::now();
+    while !tm.lockable("", "snap:0").await {
+        assert!(start.elapsed() < DEADLINE, "lock not released after commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for n in nodes {
         n.stop().await;
     }
