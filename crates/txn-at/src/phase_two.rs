@@ -1,5 +1,8 @@
 //! Phase two, the TC's calls to this resource manager: commit deletes the
-//! undo log asynchronously (bounded queue, batched deletes); rollback
+//! undo log (bounded queue, concurrent commits batched into one DELETE) and
+//! answers `PhaseTwo_Committed` only once the delete committed, so an undo
+//! log never outlives a branch the TC recorded as committed (a crash in
+//! between makes the TC resend; deleting twice is harmless); rollback
 //! undoes the branch's items with the dirty check, or leaves the defensive
 //! row when phase one never committed.
 
@@ -16,7 +19,12 @@ use crate::pool::Pool;
 use crate::undo::{self, Undone};
 
 pub(crate) enum CommitMsg {
-    Delete { xid: String, branch_id: i64 },
+    Delete {
+        xid: String,
+        branch_id: i64,
+        /// Told whether the batch holding this delete committed.
+        done: Option<oneshot::Sender<bool>>,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -25,23 +33,39 @@ pub(crate) enum CommitMsg {
 pub(crate) async fn deleter(pool: Arc<Pool>, mut rx: mpsc::Receiver<CommitMsg>, batch_size: usize) {
     while let Some(first) = rx.recv().await {
         let mut branches = Vec::new();
+        let mut waiting = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                CommitMsg::Delete { xid, branch_id } => branches.push((xid, branch_id)),
+                CommitMsg::Delete {
+                    xid,
+                    branch_id,
+                    done,
+                } => {
+                    branches.push((xid, branch_id));
+                    waiting.extend(done);
+                }
                 CommitMsg::Flush(tx) => flushes.push(tx),
             }
             if branches.len() < batch_size {
                 next = rx.try_recv().ok();
             }
         }
-        if !branches.is_empty()
-            && let Err(e) = delete_undo_logs(&pool, &branches).await
-        {
-            // The logs stay; the TC's periodic undo log cleanup (by age)
-            // removes them.
-            tracing::warn!(error = %e, count = branches.len(), "deleting undo logs after phase-two commit failed");
+        let ok = if branches.is_empty() {
+            true
+        } else {
+            match delete_undo_logs(&pool, &branches).await {
+                Ok(()) => true,
+                Err(e) => {
+                    // The branches answer a retryable failure: the TC resends.
+                    tracing::warn!(error = %e, count = branches.len(), "deleting undo logs after phase-two commit failed");
+                    false
+                }
+            }
+        };
+        for w in waiting {
+            let _ = w.send(ok);
         }
         for f in flushes {
             let _ = f.send(());
@@ -58,12 +82,17 @@ async fn delete_undo_logs(pool: &Arc<Pool>, branches: &[(String, i64)]) -> Resul
 
 impl AtDataSource {
     async fn commit_branch(&self, xid: &str, branch_id: i64) -> BranchStatus {
+        let (done, result) = oneshot::channel();
         let msg = CommitMsg::Delete {
             xid: xid.to_owned(),
             branch_id,
+            done: Some(done),
         };
         match self.inner.commit_queue.try_send(msg) {
-            Ok(()) => BranchStatus::PhaseTwoCommitted,
+            Ok(()) => match result.await {
+                Ok(true) => BranchStatus::PhaseTwoCommitted,
+                _ => BranchStatus::PhaseTwoCommitFailedRetryable,
+            },
             Err(_) => {
                 // Queue full (or deleter gone): delete now.
                 match delete_undo_logs(&self.inner.pool, &[(xid.to_owned(), branch_id)]).await {
