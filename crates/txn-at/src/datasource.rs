@@ -44,6 +44,12 @@ pub struct AtOptions {
     /// `lock_timeout`; MySQL `innodb_lock_wait_timeout`, rounded up to
     /// seconds); past it the rollback answers retryable.
     pub phase_two_lock_timeout_ms: u64,
+    /// Defensive rows (written by a rollback that found no undo log) older
+    /// than this many days are deleted (Seata's `logSaveDays`); 0 keeps
+    /// them. Default 7.
+    pub undo_log_save_days: u32,
+    /// How often that cleanup runs. Default 3,600,000 (an hour).
+    pub undo_cleanup_interval_ms: u64,
 }
 
 impl Default for AtOptions {
@@ -58,6 +64,8 @@ impl Default for AtOptions {
             max_pending_undo_deletes: 10_000,
             undo_delete_batch_size: 1_000,
             phase_two_lock_timeout_ms: 10_000,
+            undo_log_save_days: 7,
+            undo_cleanup_interval_ms: 3_600_000,
         }
     }
 }
@@ -203,6 +211,14 @@ impl AtDataSource {
             rx,
             options.undo_delete_batch_size,
         ));
+        if options.undo_log_save_days > 0 {
+            tokio::spawn(phase_two::defensive_row_cleaner(
+                Arc::downgrade(&pool),
+                options.undo_log_save_days,
+                options.undo_cleanup_interval_ms,
+                options.undo_delete_batch_size,
+            ));
+        }
         tracing::info!(%resource_id, "AT data source ready");
         Ok(AtDataSource {
             inner: Arc::new(Inner {

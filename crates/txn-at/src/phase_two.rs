@@ -73,6 +73,39 @@ pub(crate) async fn deleter(pool: Arc<Pool>, mut rx: mpsc::Receiver<CommitMsg>, 
     }
 }
 
+/// Delete defensive rows older than `save_days`, every `interval_ms`, at
+/// most `batch` per statement, until the data source is dropped. Normal
+/// undo logs are never deleted by age: they belong to branches the TC still
+/// tracks (a stuck one is for an operator to resolve, not to forget).
+pub(crate) async fn defensive_row_cleaner(
+    pool: std::sync::Weak<Pool>,
+    save_days: u32,
+    interval_ms: u64,
+    batch: usize,
+) {
+    let interval = std::time::Duration::from_millis(interval_ms.max(1000));
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let r = async {
+            let mut c = pool.get().await?;
+            let kind = c.conn().kind();
+            let sql = undo::delete_old_defensive_rows_sql(kind, save_days, batch);
+            c.conn().execute(&sql).await
+        }
+        .await;
+        match r {
+            Ok(n) if n > 0 => {
+                tracing::info!(rows = n, save_days, "old defensive undo rows deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting old defensive undo rows failed"),
+        }
+    }
+}
+
 async fn delete_undo_logs(pool: &Arc<Pool>, branches: &[(String, i64)]) -> Result<(), AtError> {
     let mut c = pool.get().await?;
     let kind = c.conn().kind();

@@ -116,6 +116,22 @@ pub(crate) fn delete_sql(kind: DbKind, branches: &[(String, i64)]) -> String {
     format!("DELETE FROM {UNDO_TABLE} WHERE {cond}")
 }
 
+/// Delete at most `limit` defensive rows (status "global finished") older
+/// than `days` days.
+pub(crate) fn delete_old_defensive_rows_sql(kind: DbKind, days: u32, limit: usize) -> String {
+    match kind {
+        DbKind::Postgres => format!(
+            "DELETE FROM {UNDO_TABLE} WHERE id IN (SELECT id FROM {UNDO_TABLE} \
+             WHERE log_status = {STATUS_GLOBAL_FINISHED} \
+             AND log_created < LOCALTIMESTAMP - INTERVAL '{days} days' LIMIT {limit})"
+        ),
+        DbKind::MySql => format!(
+            "DELETE FROM {UNDO_TABLE} WHERE log_status = {STATUS_GLOBAL_FINISHED} \
+             AND log_created < NOW(6) - INTERVAL {days} DAY LIMIT {limit}"
+        ),
+    }
+}
+
 /// Encode, refusing more than `max_bytes`.
 pub(crate) fn encode(log: &BranchUndoLog, max_bytes: usize) -> Result<Vec<u8>, AtError> {
     let bytes =

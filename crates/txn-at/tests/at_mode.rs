@@ -865,6 +865,56 @@ async fn rollback_waits_bounded_for_row_locks(db: Db) -> TestResult {
     Ok(())
 }
 
+/// Defensive rows older than `undo_log_save_days` are cleaned up; younger
+/// ones and normal undo logs (of any age) are kept.
+async fn old_defensive_rows_are_cleaned(db: Db) -> TestResult {
+    let tc = Arc::new(FakeTc::new());
+    let ds = open(
+        db,
+        tc,
+        AtOptions {
+            undo_log_save_days: 1,
+            undo_cleanup_interval_ms: 1_000,
+            ..options()
+        },
+    )
+    .await?;
+    let (old_def, new_def, old_normal) = (xid("olddef"), xid("newdef"), xid("oldnormal"));
+    let past = match db {
+        Db::Pg => "LOCALTIMESTAMP - INTERVAL '2 days'",
+        Db::My => "NOW(6) - INTERVAL 2 DAY",
+    };
+    let now = match db {
+        Db::Pg => "LOCALTIMESTAMP",
+        Db::My => "NOW(6)",
+    };
+    for (x, status, at) in [
+        (&old_def, 1, past),
+        (&new_def, 1, now),
+        (&old_normal, 0, past),
+    ] {
+        plain(
+            &ds,
+            &format!(
+                "INSERT INTO undo_log (branch_id, xid, context, rollback_info, log_status, log_created, log_modified) \
+                 VALUES (1, '{x}', 'serializer=json', '', {status}, {at}, {at})"
+            ),
+        )
+        .await?;
+    }
+    let start = std::time::Instant::now();
+    while !undo_rows(&ds, &old_def).await?.is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "old defensive row not cleaned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(undo_rows(&ds, &new_def).await?, vec!["1".to_string()]);
+    assert_eq!(undo_rows(&ds, &old_normal).await?, vec!["0".to_string()]);
+    forget(&ds, &[&new_def, &old_normal]).await
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod pg {
@@ -903,4 +953,5 @@ on_both!(
     aliases_and_generated_columns,
     limits_are_enforced,
     rollback_waits_bounded_for_row_locks,
+    old_defensive_rows_are_cleaned,
 );

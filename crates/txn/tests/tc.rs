@@ -829,7 +829,10 @@ async fn sessions_and_locks_survive_snapshot_and_restart() {
         if taken {
             break;
         }
-        assert!(start.elapsed() < DEADLINE, "no snapshot of the session partitions");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no snapshot of the session partitions"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(tm);
@@ -843,8 +846,14 @@ async fn sessions_and_locks_survive_snapshot_and_restart() {
     let mut tm = Raw::connect(addr).await;
     tm.register_tm().await;
     assert_eq!(tm.global("status", &held).await, GlobalStatus::Begin);
-    assert!(!tm.lockable("", "snap:0").await, "the open branch's lock survived");
-    assert!(tm.lockable("", "snap:1,2,3,80").await, "committed rows stay free");
+    assert!(
+        !tm.lockable("", "snap:0").await,
+        "the open branch's lock survived"
+    );
+    assert!(
+        tm.lockable("", "snap:1,2,3,80").await,
+        "committed rows stay free"
+    );
     let mut rm = Raw::connect(addr).await;
     rm.register_rm(RESOURCE).await;
     let mut phase_two = spawn_rm(
