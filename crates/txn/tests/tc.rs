@@ -761,6 +761,10 @@ async fn rollback_retry_timeout_keeps_locks_until_force_finish() {
         admin(client, &["TC.STATUS", &x]).await,
         Value::Bulk("RollbackRetryTimeout".into())
     );
+    assert_eq!(
+        admin(client, &["TC.PEEK", &x]).await,
+        Value::Integer(i64::from(GlobalStatus::RollbackRetryTimeout.code()))
+    );
     match admin(client, &["TC.FORCE-FINISH", &x]).await {
         Value::Simple(s) => assert!(s.starts_with("OK"), "{s}"),
         other => panic!("unexpected {other:?}"),
@@ -774,6 +778,7 @@ async fn rollback_retry_timeout_keeps_locks_until_force_finish() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(tm.global("status", &x).await, GlobalStatus::Finished);
+    assert_eq!(admin(client, &["TC.PEEK", &x]).await, Value::Nil);
     assert!(matches!(
         admin(client, &["TC.STATUS"]).await,
         Value::Error(_)

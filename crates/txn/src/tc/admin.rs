@@ -4,6 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `TC.PHASE2 <action> <xid> <branch> <type> <resource> <client> <data>` | a relayed phase-two call (`docs/tc.md`): the branch status code |
+//! | `TC.PEEK <xid>` | the status in the partition leader's replica (integer, nil if gone); leader only, not linearizable |
 //! | `TC.STATUS <xid>` | the global status (through the log) |
 //! | `TC.FORCE-FINISH <xid>` | operator: forget the session, release its locks; the status it had |
 //! | `TC.SESSIONS [limit]` | every partition's sessions, from each partition's leader |
@@ -14,7 +15,7 @@ use rhea_kv::resp::Value;
 
 use super::config::session_group;
 use super::machine::lock_shared;
-use super::service::{Coordinator, RELAY_VERB, now_ms};
+use super::service::{Coordinator, PEEK_VERB, RELAY_VERB, now_ms};
 
 /// Most sessions one listing returns per partition.
 pub const MAX_LISTED_SESSIONS: usize = 10_000;
@@ -26,6 +27,10 @@ pub(crate) async fn serve(tc: &Coordinator, args: &[Bytes]) -> Value {
     let text = |i: usize| args.get(i).and_then(|b| std::str::from_utf8(b).ok());
     match verb.as_deref() {
         Some(RELAY_VERB) => tc.serve_relay(args).await,
+        Some(PEEK_VERB) if args.len() == 2 => match text(1) {
+            Some(xid) => tc.serve_peek(xid),
+            None => Value::error("ERR TC.PEEK <xid>"),
+        },
         Some("TC.STATUS") if args.len() == 2 => match text(1) {
             Some(xid) => match tc.status(xid).await {
                 Ok(s) => Value::Bulk(Bytes::from(s.java_name())),

@@ -496,10 +496,16 @@ impl Coordinator {
                     _ => completed(status),
                 };
             } else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                status = match self.status(xid).await? {
-                    GlobalStatus::Finished => completed(status),
-                    s => s,
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Ask the leader's replica (no log write); through the log
+                // only if that fails.
+                status = match self.peek_at_leader(p, xid).await {
+                    Some(Some(s)) => s,
+                    Some(None) => completed(status),
+                    None => match self.status(xid).await? {
+                        GlobalStatus::Finished => completed(status),
+                        s => s,
+                    },
                 };
             }
         }
@@ -507,6 +513,49 @@ impl Coordinator {
             GlobalStatus::AsyncCommitting => GlobalStatus::Committed,
             s => s,
         })
+    }
+
+    /// The status of `xid` in the replica of session partition `p`'s leader,
+    /// asked over the client port (`RHEA.X TC.PEEK`): `Some(None)` if the
+    /// session is gone, `None` if the leader could not be asked. Not
+    /// linearizable (a deposed leader may answer); only for waiting.
+    async fn peek_at_leader(&self, p: u32, xid: &str) -> Option<Option<GlobalStatus>> {
+        let local = self.0.router.local()?;
+        let (_, leader, _) = local.driver().role_hint(session_group(p))?;
+        let addr = local.directory().get(&leader)?.client_addr.clone();
+        if addr.is_empty() {
+            return None;
+        }
+        let args: [&[u8]; 3] = [b"RHEA.X", PEEK_VERB.as_bytes(), xid.as_bytes()];
+        match self.0.router.call_addr(&addr, &args).await.ok()? {
+            rhea_kv::resp::Value::Integer(code) => {
+                Some(u8::try_from(code).ok().and_then(GlobalStatus::from_code))
+            }
+            rhea_kv::resp::Value::Nil => Some(None),
+            _ => None,
+        }
+    }
+
+    /// Serve `RHEA.X TC.PEEK <xid>`: this node's replica's status of `xid`
+    /// (an integer), nil if it has no such session; an error unless this node
+    /// leads the session's partition.
+    pub(crate) fn serve_peek(&self, xid: &str) -> rhea_kv::resp::Value {
+        use rhea_kv::resp::Value;
+        let Ok((p, _)) = self.session_partition(xid) else {
+            return Value::error("ERR malformed XID");
+        };
+        if !self.leads_session(p) {
+            return Value::error("ERR not the session partition's leader");
+        }
+        match self
+            .0
+            .sessions
+            .get(p as usize)
+            .and_then(|s| lock_shared(s).global_session(xid).map(|g| g.status))
+        {
+            Some(status) => Value::Integer(i64::from(status.code())),
+            None => Value::Nil,
+        }
     }
 
     /// Execute the lock work an answer calls for: releases (then
@@ -640,6 +689,8 @@ fn retryable_status(action: PhaseTwoAction) -> BranchStatus {
 
 /// `RHEA.X` verb of a relayed phase-two call.
 pub(crate) const RELAY_VERB: &str = "TC.PHASE2";
+/// `RHEA.X` verb of a status read on the partition leader's replica.
+pub(crate) const PEEK_VERB: &str = "TC.PEEK";
 
 impl Coordinator {
     /// No RM of the resource is connected here (it registered on other TC
