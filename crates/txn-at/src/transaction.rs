@@ -602,9 +602,15 @@ impl AtTransaction {
                 tracing::debug!(%xid, branch_id, %lock_key, "AT branch registered");
                 let kind = self.kind();
                 let insert = undo::insert_sql(kind, &xid, branch_id, &bytes, undo::STATUS_NORMAL);
-                // The undo log goes in the same local transaction as the data.
-                let result = match self.db().execute(&insert).await {
-                    Ok(_) => self.finish("COMMIT").await,
+                // The undo log goes in the same local transaction as the data,
+                // sent with the COMMIT in one round trip: if the INSERT fails
+                // (the defensive row's unique key), neither database runs the
+                // COMMIT after it and the transaction is rolled back below.
+                let result = match self.db().execute(&format!("{insert}; COMMIT")).await {
+                    Ok(_) => {
+                        self.finished = true;
+                        Ok(())
+                    }
                     Err(e) if e.is_unique_violation() => Err(AtError::BranchAlreadyRolledBack {
                         xid: xid.clone(),
                         branch_id,
