@@ -73,12 +73,12 @@ pub async fn serve_admin(router: &Router, args: &[Bytes]) -> Result<Value, KvErr
     let Some(store) = router.local() else {
         return Ok(Value::error("ERR not a server"));
     };
-    Ok(admin_command(store, args)
+    Ok(admin_command(router, store, args)
         .await
         .unwrap_or_else(|e| Value::Error(error_to_resp(&e))))
 }
 
-async fn admin_command(store: &KvStore, args: &[Bytes]) -> Result<Value, KvError> {
+async fn admin_command(router: &Router, store: &KvStore, args: &[Bytes]) -> Result<Value, KvError> {
     let Some(first) = args.first() else {
         return Ok(Value::error("ERR RHEA.ADMIN needs a subcommand"));
     };
@@ -123,22 +123,24 @@ async fn admin_command(store: &KvStore, args: &[Bytes]) -> Result<Value, KvError
                 // The node directory lives in the KV regions: a group that
                 // is not one (a transaction coordinator partition) records
                 // the address through the first region.
-                let directory_region = if store.range(region).is_ok() {
-                    region
-                } else {
-                    store.layout().first().map(|r| r.id).unwrap_or(region)
+                let register = KvCommand::RegisterNode {
+                    node,
+                    raft_addr: addr,
+                    client_addr: String::new(),
                 };
-                store
-                    .write(
-                        directory_region,
-                        None,
-                        KvCommand::RegisterNode {
-                            node,
-                            raft_addr: addr,
-                            client_addr: String::new(),
-                        },
-                    )
-                    .await?;
+                match store.layout().first().map(|r| r.id) {
+                    // This node leads `region` (checked above).
+                    _ if store.range(region).is_ok() => {
+                        store.write(region, None, register).await?;
+                    }
+                    // Through the first region's leader, wherever it is (a
+                    // NOTLEADER for that region would send the CLI away from
+                    // the group's leader, and back: a ping-pong).
+                    Some(first) => {
+                        router.write_region(first, register).await?;
+                    }
+                    None => {}
+                }
             }
             match sub.as_str() {
                 "ADDPEER" => {

@@ -43,8 +43,8 @@ pub enum AdminCmd {
     },
     /// Add a voter (joint consensus; waits until done). Start it first with `rhea server --join`.
     AddPeer {
-        #[arg(long)]
-        region: u64,
+        #[command(flatten)]
+        target: GroupTarget,
         #[arg(long)]
         node: u64,
         /// The new node's raft address.
@@ -53,15 +53,15 @@ pub enum AdminCmd {
     },
     /// Remove a voter.
     RemovePeer {
-        #[arg(long)]
-        region: u64,
+        #[command(flatten)]
+        target: GroupTarget,
         #[arg(long)]
         node: u64,
     },
     /// Add a learner (non-voting replica).
     AddLearner {
-        #[arg(long)]
-        region: u64,
+        #[command(flatten)]
+        target: GroupTarget,
         #[arg(long)]
         node: u64,
         #[arg(long)]
@@ -69,8 +69,8 @@ pub enum AdminCmd {
     },
     /// Remove a learner.
     RemoveLearner {
-        #[arg(long)]
-        region: u64,
+        #[command(flatten)]
+        target: GroupTarget,
         #[arg(long)]
         node: u64,
     },
@@ -99,6 +99,66 @@ pub enum AdminCmd {
         #[arg(long)]
         xid: String,
     },
+}
+
+/// Which raft groups a membership command changes.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct GroupTarget {
+    /// One region, or a transaction coordinator group (1000000+p, 2000000+p).
+    #[arg(long)]
+    region: Option<u64>,
+    /// Every group the cluster hosts: all regions and all TC groups, one after another.
+    #[arg(long)]
+    all: bool,
+}
+
+/// The group ids `target` names (all of them from `LEADERS` for `--all`).
+async fn target_groups(addr: &str, target: &GroupTarget) -> anyhow::Result<Vec<u64>> {
+    if let Some(r) = target.region {
+        return Ok(vec![r]);
+    }
+    let v = admin(addr, vec!["LEADERS".into()]).await?;
+    let mut ids = Vec::new();
+    if let Value::Array(rows) = &v {
+        for r in rows {
+            if let Value::Array(f) = r
+                && let Some(Value::Integer(id)) = f.first()
+            {
+                ids.push(u64::try_from(*id).context("negative group id")?);
+            }
+        }
+    }
+    if ids.is_empty() {
+        bail!("the cluster reported no groups");
+    }
+    Ok(ids)
+}
+
+/// Run a membership command on each group of `target`, printing each
+/// outcome; fails after trying them all if any failed.
+async fn membership(
+    addr: &str,
+    target: &GroupTarget,
+    command: &str,
+    rest: &[String],
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for g in target_groups(addr, target).await? {
+        let mut args = vec![command.to_string(), g.to_string()];
+        args.extend(rest.iter().cloned());
+        match admin(addr, args).await {
+            Ok(v) => println!("{}", text(&v)),
+            Err(e) => {
+                failed += 1;
+                println!("group {g}: error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} group(s) failed");
+    }
+    Ok(())
 }
 
 async fn call(addr: &str, args: &[String]) -> anyhow::Result<Value> {
@@ -209,32 +269,20 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             v
         }
         AdminCmd::AddPeer {
-            region,
+            target,
             node,
             raft_addr,
-        } => {
-            admin(
-                &a.addr,
-                vec!["ADDPEER".into(), s(region), s(node), raft_addr],
-            )
-            .await?
-        }
-        AdminCmd::RemovePeer { region, node } => {
-            admin(&a.addr, vec!["REMOVEPEER".into(), s(region), s(node)]).await?
+        } => return membership(&a.addr, &target, "ADDPEER", &[s(node), raft_addr]).await,
+        AdminCmd::RemovePeer { target, node } => {
+            return membership(&a.addr, &target, "REMOVEPEER", &[s(node)]).await;
         }
         AdminCmd::AddLearner {
-            region,
+            target,
             node,
             raft_addr,
-        } => {
-            admin(
-                &a.addr,
-                vec!["ADDLEARNER".into(), s(region), s(node), raft_addr],
-            )
-            .await?
-        }
-        AdminCmd::RemoveLearner { region, node } => {
-            admin(&a.addr, vec!["REMOVELEARNER".into(), s(region), s(node)]).await?
+        } => return membership(&a.addr, &target, "ADDLEARNER", &[s(node), raft_addr]).await,
+        AdminCmd::RemoveLearner { target, node } => {
+            return membership(&a.addr, &target, "REMOVELEARNER", &[s(node)]).await;
         }
         AdminCmd::TcSessions { limit } => {
             let v = tc(&a.addr, vec!["TC.SESSIONS".into(), s(limit)]).await?;

@@ -14,11 +14,12 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, run_cli};
 
 use common::BIN;
 const PORTS_BANK_KILL_TC: u16 = 0;
 const PORTS_RM_RESTART: u16 = 2;
+const PORTS_JOIN: u16 = 4;
 
 fn bank_args(tc: &str, table: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
@@ -188,5 +189,97 @@ async fn rm_killed_between_phases_recovers_on_restart() {
         out.contains("locks: 0 account batches still locked"),
         "{out}"
     );
+    c.finish();
+}
+
+/// `rhea admin add-learner --all` then `add-peer --all` bring a node that
+/// joined with `--join` into every region and TC group (regression test:
+/// registering the node's address for a TC group made the CLI bounce
+/// between the group's leader and the first region's leader), after which
+/// the new node serves as a TC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_node_added_to_all_groups_serves_the_tc() {
+    let mut c = Cluster::new(
+        "txn-join",
+        3,
+        PORTS_JOIN,
+        &["--tc-session-partitions", "2", "--tc-lock-partitions", "2"],
+    );
+    c.start_all();
+    c.wait_ready(&[1, 2, 3], &[b"warm"], Duration::from_secs(20))
+        .await;
+    let initial = c.initial_cluster();
+    c.define(
+        4,
+        &initial,
+        &[
+            "--join",
+            "--tc-session-partitions",
+            "2",
+            "--tc-lock-partitions",
+            "2",
+        ],
+    );
+    c.start(4);
+    let raft4 = c.node(4).raft.to_string();
+    let a1 = c.client_addr(1).to_string();
+    for cmd in ["add-learner", "add-peer"] {
+        let (st, out, err) = run_cli(
+            [
+                "admin",
+                "--addr",
+                &a1,
+                cmd,
+                "--all",
+                "--node",
+                "4",
+                "--raft-addr",
+                &raft4,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .await;
+        assert!(
+            st.success(),
+            "{cmd} --all failed: {out}\n{err}\n{}",
+            c.log_tails(30)
+        );
+        // 1 region and 2 + 2 TC groups.
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("OK")).count(),
+            5,
+            "{out}"
+        );
+    }
+    let (st, out, _) = run_cli(
+        ["admin", "--addr", &a1, "leaders"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+    .await;
+    assert!(st.success());
+    for g in ["1 ", "1000000", "1000001", "2000000", "2000001"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(g))
+            .unwrap_or_else(|| panic!("no row for {g}: {out}"));
+        assert!(row.contains("1,2,3,4"), "{row}");
+    }
+    let tc4 = c.tc_addr(4).to_string();
+    let bank = spawn_bank(&bank_args(
+        &tc4,
+        "rhea_it_bank_join",
+        &["--transfers", "200", "--reset"],
+    ));
+    let (ok, out) = wait_bank(bank, Duration::from_secs(120));
+    assert!(
+        ok,
+        "bank through the joined node failed:\n{out}\n{}",
+        c.log_tails(30)
+    );
+    assert!(out.contains("OK: the total holds"), "{out}");
     c.finish();
 }
