@@ -517,6 +517,34 @@ async fn many_concurrent_requests_are_matched_to_their_responses() {
     assert!(xids.len() >= 100);
 }
 
+/// Requests about a transaction go to the TC node named in its XID (the
+/// node that began it) when the client is connected to it; others round
+/// robin.
+#[tokio::test]
+async fn requests_about_a_transaction_prefer_the_node_named_in_its_xid() {
+    let (a, b) = (FakeTc::start().await, FakeTc::start().await);
+    let client = TcClient::connect(options(vec![a.addr.clone(), b.addr.clone()]))
+        .await
+        .unwrap();
+    assert!(client.wait_connected(2, 3_000).await);
+    for i in 0..10 {
+        client
+            .global_commit(&format!("{}:{i}", b.addr))
+            .await
+            .unwrap();
+    }
+    assert_eq!(b.state(|s| s.commits.len()), 10);
+    assert_eq!(a.state(|s| s.commits.len()), 0);
+    // An XID naming a node the client does not know: round robin.
+    for i in 0..10 {
+        client
+            .global_commit(&format!("10.9.9.9:1:{i}"))
+            .await
+            .unwrap();
+    }
+    assert!(a.state(|s| s.commits.len()) > 0);
+}
+
 #[tokio::test]
 async fn tc_failures_are_mapped() {
     let a = FakeTc::start().await;

@@ -566,6 +566,22 @@ async fn any_node_serves_and_leader_changes_keep_branches_and_locks() {
     let mut held = Vec::new();
     for i in 0..6usize {
         let x = tms[i % 3].begin(60_000).await;
+        // A node that leads a session partition makes XIDs of a partition it
+        // leads (so the transaction's commands need no forwarding).
+        let leads = |p: u32| {
+            nodes[i % 3]
+                .node
+                .driver()
+                .role_hint(session_group(p))
+                .is_some_and(|(r, _, _)| r == Role::Leader)
+        };
+        if (0..2).any(leads) {
+            let (_, _, tid) = rhea_txn::coordinator::parse_xid(&x).expect("xid");
+            assert!(
+                leads(rhea_txn::coordinator::session_partition_of(tid, 2)),
+                "{x} is not in a partition its node leads"
+            );
+        }
         let key = format!("acct:{i}");
         tms[(i + 1) % 3].register(&x, &key).await.expect("free row");
         assert!(!tms[(i + 2) % 3].lockable("", &key).await);

@@ -246,11 +246,21 @@ impl Inner {
             .collect()
     }
 
-    /// The next open connection in round-robin order, skipping `tried`.
-    fn pick(&self, tried: &[usize]) -> Option<(usize, Arc<Conn>)> {
+    /// The connection to `preferred` if it is open and not tried yet, else
+    /// the next open connection in round-robin order, skipping `tried`.
+    fn pick(&self, tried: &[usize], preferred: Option<&str>) -> Option<(usize, Arc<Conn>)> {
         let n = self.slots.len();
         if n == 0 {
             return None;
+        }
+        if let Some(addr) = preferred
+            && let Some(found) = (0..n).filter(|idx| !tried.contains(idx)).find_map(|idx| {
+                self.slot(idx)
+                    .filter(|c| !c.is_closed() && c.addr == addr)
+                    .map(|c| (idx, c))
+            })
+        {
+            return Some(found);
         }
         let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
         (0..n)
@@ -298,6 +308,13 @@ impl Inner {
             Err(_) => return Err(TxnError::Timeout(timeout_ms)),
         };
         let max_attempts = 2 * self.slots.len().max(1);
+        // A request about a transaction goes first to the TC node named in
+        // its XID (`host:port:id`): the node that began it, which chose an id
+        // whose session partition it leads, so it serves it without
+        // forwarding (any node would serve it).
+        let preferred = xid_of(&msg)
+            .and_then(|x| x.rsplit_once(':'))
+            .map(|(addr, _)| addr);
         let mut attempts = 0;
         let mut tried = Vec::new();
         let mut last_error = String::from("no connection to any TC node");
@@ -307,7 +324,7 @@ impl Inner {
             }
             // Subscribe before looking, so that no slot change is missed.
             let mut events = self.slot_events.subscribe();
-            let Some((idx, conn)) = self.pick(&tried) else {
+            let Some((idx, conn)) = self.pick(&tried, preferred) else {
                 if tried.is_empty() {
                     // Nothing connected: wait for a node to (re)register.
                     if timeout_at(deadline, events.changed()).await.is_err() {
@@ -602,6 +619,20 @@ fn check(code: ResultCode, exception: TransactionExceptionCode, msg: &str) -> Re
 
 fn unexpected(request: &str, answer: &Message) -> TxnError {
     TxnError::Transport(format!("the TC answered {} to {request}", answer.name()))
+}
+
+/// The XID a request is about, if any.
+fn xid_of(msg: &Message) -> Option<&str> {
+    let xid = match msg {
+        Message::BranchRegisterRequest(r) | Message::GlobalLockQueryRequest(r) => &r.xid,
+        Message::BranchReportRequest(r) => &r.xid,
+        Message::GlobalCommitRequest(r)
+        | Message::GlobalRollbackRequest(r)
+        | Message::GlobalStatusRequest(r) => &r.xid,
+        Message::GlobalReportRequest(r) => &r.xid,
+        _ => return None,
+    };
+    (!xid.is_empty()).then_some(xid.as_str())
 }
 
 fn end_request(xid: &str) -> GlobalEndRequest {

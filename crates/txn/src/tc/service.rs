@@ -65,6 +65,10 @@ impl TcError {
     }
 }
 
+/// Ids drawn at most per `GlobalBegin` looking for one whose session
+/// partition this node leads (ids are plentiful: 64 per ms).
+const BEGIN_ID_TRIES: usize = 8;
+
 /// Milliseconds since the epoch, never going back within the process.
 pub(crate) fn now_ms() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
@@ -201,7 +205,16 @@ impl Coordinator {
         name: &str,
         timeout_ms: u64,
     ) -> Result<String, TcError> {
-        let tid = self.0.ids.next();
+        // Prefer an id whose session partition this node leads: the XID
+        // names this node, clients send the transaction's requests here
+        // (the Rust client does), and its commands need no forwarding.
+        let mut tid = self.0.ids.next();
+        for _ in 0..BEGIN_ID_TRIES {
+            if self.leads_session(session_partition_of(tid, self.0.cfg.session_partitions)) {
+                break;
+            }
+            tid = self.0.ids.next();
+        }
         let (host, port) = self.0.cfg.advertise_host_port();
         let xid = make_xid(&host, port, tid);
         let p = session_partition_of(tid, self.0.cfg.session_partitions);
