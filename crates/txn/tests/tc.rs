@@ -446,11 +446,20 @@ async fn commit_locks_conflicts_and_async_phase_two() {
             Err(e) => panic!("{e:?}"),
         }
     }
-    // Rollback runs phase two before answering.
+    // Rollback runs phase two and releases the rows before answering.
     assert_eq!(tm.global("rollback", &x2).await, GlobalStatus::Rollbacked);
     let (kind, xid, _) = recv_within(&mut phase_two).await;
     assert_eq!((kind.as_str(), xid.as_str()), ("rollback", x2.as_str()));
-    assert!(tm.lockable("", "account:1,2,3;ledger:7").await);
+    assert!(
+        tm.lockable("", "account:2,3").await,
+        "rows free once Rollbacked is answered"
+    );
+    // x1's commit released its rows after answering (in the background).
+    let start = std::time::Instant::now();
+    while !tm.lockable("", "account:1,2,3;ledger:7").await {
+        assert!(start.elapsed() < DEADLINE, "x1's rows not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A finished transaction: no more branches.
     let (code, _) = tm.register(&x2, "account:9").await.expect_err("ended");
     assert_ne!(code, TransactionExceptionCode::LockKeyConflict);

@@ -496,31 +496,26 @@ impl Coordinator {
             )
         };
         while first_pass(status) && tokio::time::Instant::now() < deadline {
-            if self.leads_session(p) {
+            // Done when the session is gone and so are its lock releases:
+            // a TM told `Rollbacked` finds its rows free, as with Seata.
+            let peek = if self.leads_session(p) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                let local = self
-                    .0
-                    .sessions
-                    .get(p as usize)
-                    .map(|s| lock_shared(s).global_session(xid).map(|g| g.status));
-                status = match local {
-                    Some(Some(s)) => s,
-                    // Removed: phase two completed.
-                    _ => completed(status),
-                };
+                Some(self.peek_local(p, xid))
             } else {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 // Ask the leader's replica (no log write); through the log
                 // only if that fails.
-                status = match self.peek_at_leader(p, xid).await {
-                    Some(Some(s)) => s,
-                    Some(None) => completed(status),
-                    None => match self.status(xid).await? {
-                        GlobalStatus::Finished => completed(status),
-                        s => s,
-                    },
-                };
-            }
+                self.peek_at_leader(p, xid).await
+            };
+            status = match peek {
+                Some(Peek::Active(s)) => s,
+                Some(Peek::Releasing) => status,
+                Some(Peek::Gone) => completed(status),
+                None => match self.status(xid).await? {
+                    GlobalStatus::Finished => completed(status),
+                    s => s,
+                },
+            };
         }
         Ok(match status {
             GlobalStatus::AsyncCommitting => GlobalStatus::Committed,
@@ -528,11 +523,11 @@ impl Coordinator {
         })
     }
 
-    /// The status of `xid` in the replica of session partition `p`'s leader,
-    /// asked over the client port (`RHEA.X TC.PEEK`): `Some(None)` if the
-    /// session is gone, `None` if the leader could not be asked. Not
-    /// linearizable (a deposed leader may answer); only for waiting.
-    async fn peek_at_leader(&self, p: u32, xid: &str) -> Option<Option<GlobalStatus>> {
+    /// What the replica of session partition `p`'s leader says about `xid`,
+    /// asked over the client port (`RHEA.X TC.PEEK`); `None` if the leader
+    /// could not be asked. Not linearizable (a deposed leader may answer);
+    /// only for waiting.
+    async fn peek_at_leader(&self, p: u32, xid: &str) -> Option<Peek> {
         let local = self.0.router.local()?;
         let (_, leader, _) = local.driver().role_hint(session_group(p))?;
         let addr = local.directory().get(&leader)?.client_addr.clone();
@@ -541,17 +536,35 @@ impl Coordinator {
         }
         let args: [&[u8]; 3] = [b"RHEA.X", PEEK_VERB.as_bytes(), xid.as_bytes()];
         match self.0.router.call_addr(&addr, &args).await.ok()? {
-            rhea_kv::resp::Value::Integer(code) => {
-                Some(u8::try_from(code).ok().and_then(GlobalStatus::from_code))
-            }
-            rhea_kv::resp::Value::Nil => Some(None),
+            rhea_kv::resp::Value::Integer(PEEK_RELEASING) => Some(Peek::Releasing),
+            rhea_kv::resp::Value::Integer(code) => u8::try_from(code)
+                .ok()
+                .and_then(GlobalStatus::from_code)
+                .map(Peek::Active),
+            rhea_kv::resp::Value::Nil => Some(Peek::Gone),
             _ => None,
         }
     }
 
+    /// What this node's replica of partition `p` says about `xid`.
+    fn peek_local(&self, p: u32, xid: &str) -> Peek {
+        let Some(shared) = self.0.sessions.get(p as usize) else {
+            return Peek::Gone;
+        };
+        let part = lock_shared(shared);
+        if let Some(g) = part.global_session(xid) {
+            Peek::Active(g.status)
+        } else if part.pending_lock_releases().any(|r| r.xid == xid) {
+            Peek::Releasing
+        } else {
+            Peek::Gone
+        }
+    }
+
     /// Serve `RHEA.X TC.PEEK <xid>`: this node's replica's status of `xid`
-    /// (an integer), nil if it has no such session; an error unless this node
-    /// leads the session's partition.
+    /// (an integer; -1 once it ended while its locks are being released),
+    /// nil if it has no such session; an error unless this node leads the
+    /// session's partition.
     pub(crate) fn serve_peek(&self, xid: &str) -> rhea_kv::resp::Value {
         use rhea_kv::resp::Value;
         let Ok((p, _)) = self.session_partition(xid) else {
@@ -560,14 +573,10 @@ impl Coordinator {
         if !self.leads_session(p) {
             return Value::error("ERR not the session partition's leader");
         }
-        match self
-            .0
-            .sessions
-            .get(p as usize)
-            .and_then(|s| lock_shared(s).global_session(xid).map(|g| g.status))
-        {
-            Some(status) => Value::Integer(i64::from(status.code())),
-            None => Value::Nil,
+        match self.peek_local(p, xid) {
+            Peek::Active(status) => Value::Integer(i64::from(status.code())),
+            Peek::Releasing => Value::Integer(PEEK_RELEASING),
+            Peek::Gone => Value::Nil,
         }
     }
 
@@ -704,6 +713,17 @@ fn retryable_status(action: PhaseTwoAction) -> BranchStatus {
 pub(crate) const RELAY_VERB: &str = "TC.PHASE2";
 /// `RHEA.X` verb of a status read on the partition leader's replica.
 pub(crate) const PEEK_VERB: &str = "TC.PEEK";
+/// `TC.PEEK`'s answer for a session that ended but whose row locks are still
+/// being released.
+const PEEK_RELEASING: i64 = -1;
+
+/// A session as one replica sees it.
+enum Peek {
+    Active(GlobalStatus),
+    /// Ended; a release of its row locks is still in the outbox.
+    Releasing,
+    Gone,
+}
 
 impl Coordinator {
     /// No RM of the resource is connected here (it registered on other TC
