@@ -13,7 +13,6 @@
 use bytes::Bytes;
 use rhea_kv::resp::Value;
 
-use super::config::session_group;
 use super::machine::lock_shared;
 use super::service::{Coordinator, PEEK_VERB, RELAY_VERB, now_ms};
 
@@ -110,7 +109,7 @@ async fn sessions(tc: &Coordinator, limit: usize) -> Value {
         let part = if tc.leads_session(p) {
             partition_sessions(tc, p, limit)
         } else {
-            match leader_addr(tc, p) {
+            match tc.session_leader_addr(p) {
                 Some(addr) => {
                     let ps = p.to_string();
                     let l = limit.to_string();
@@ -135,14 +134,4 @@ async fn sessions(tc: &Coordinator, limit: usize) -> Value {
         }
     }
     Value::Array(out)
-}
-
-fn leader_addr(tc: &Coordinator, p: u32) -> Option<String> {
-    let local = tc.0.router.local()?;
-    let (_, leader, _) = local.driver().role_hint(session_group(p))?;
-    local
-        .directory()
-        .get(&leader)
-        .map(|a| a.client_addr.clone())
-        .filter(|a| !a.is_empty())
 }

@@ -528,12 +528,7 @@ impl Coordinator {
     /// could not be asked. Not linearizable (a deposed leader may answer);
     /// only for waiting.
     async fn peek_at_leader(&self, p: u32, xid: &str) -> Option<Peek> {
-        let local = self.0.router.local()?;
-        let (_, leader, _) = local.driver().role_hint(session_group(p))?;
-        let addr = local.directory().get(&leader)?.client_addr.clone();
-        if addr.is_empty() {
-            return None;
-        }
+        let addr = self.session_leader_addr(p)?;
         let args: [&[u8]; 3] = [b"RHEA.X", PEEK_VERB.as_bytes(), xid.as_bytes()];
         match self.0.router.call_addr(&addr, &args).await.ok()? {
             rhea_kv::resp::Value::Integer(PEEK_RELEASING) => Some(Peek::Releasing),
@@ -544,6 +539,18 @@ impl Coordinator {
             rhea_kv::resp::Value::Nil => Some(Peek::Gone),
             _ => None,
         }
+    }
+
+    /// The client address of session partition `p`'s leader, as this node
+    /// knows it.
+    pub(crate) fn session_leader_addr(&self, p: u32) -> Option<String> {
+        let local = self.0.router.local()?;
+        let (_, leader, _) = local.driver().role_hint(session_group(p))?;
+        local
+            .directory()
+            .get(&leader)
+            .map(|a| a.client_addr.clone())
+            .filter(|a| !a.is_empty())
     }
 
     /// What this node's replica of partition `p` says about `xid`.
